@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/* Image metadata written through a buffered fd and read back, validated. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "meta.h"
+
+#define NBLOCKS 2
+
+struct fixture {
+	char *dir;
+	char *path;
+	int fd;
+	struct mrs_superblock sb;
+	struct mrs_block_header blocks[NBLOCKS];
+	uint8_t *bitmaps[NBLOCKS];
+	uint64_t *hashes[NBLOCKS];
+};
+
+/* Write the metadata of a two-block image, complete or not. */
+static void write_image(struct fixture *f, bool complete)
+{
+	static const uint64_t sizes[NBLOCKS] = {3 * 1024 * 1024 + 4096 * 5, 4 * 1024 * 1024};
+	struct mrs_stream_buf s = {0};
+	struct mrs_error err = {0};
+	struct mrs_round r = {.number = 0, .pages_written = 3};
+	size_t flushed = 0;
+
+	memset(&f->sb, 0, sizeof(f->sb));
+	f->sb.version = MRS_FORMAT_VERSION;
+	f->sb.block_count = NBLOCKS;
+	f->sb.block_table_offset = MRS_SB_AREA;
+	strcpy(f->sb.tool_version, "mrsnap test");
+	for (int i = 0; i < NBLOCKS; i++) {
+		memset(&f->blocks[i], 0, sizeof(f->blocks[i]));
+		f->blocks[i].index = (uint32_t)i;
+		f->blocks[i].size = sizes[i];
+		f->blocks[i].page_size = i == 0 ? 4096 : 2 * 1024 * 1024;
+		snprintf(f->blocks[i].name, MRS_NAME_FIELD, "ram%d", i);
+		snprintf(f->blocks[i].path, MRS_PATH_FIELD, "/dev/shm/ram%d", i);
+	}
+	assert_int_equal(mrs_layout_plan(f->blocks, NBLOCKS, &f->sb.stream_offset, &err), 0);
+	assert_int_equal(ftruncate(f->fd, (off_t)f->sb.stream_offset), 0);
+	assert_int_equal(mrs_meta_write_superblock(f->fd, &f->sb, &err), 0);
+	for (int i = 0; i < NBLOCKS; i++) {
+		struct mrs_block_header *b = &f->blocks[i];
+
+		free(f->bitmaps[i]);
+		free(f->hashes[i]);
+		f->bitmaps[i] = calloc(1, b->bitmap_length);
+		f->hashes[i] = calloc(b->page_count, sizeof(uint64_t));
+		for (uint64_t p = 0; p < b->page_count; p += 2) {
+			mrs_bitmap_set(f->bitmaps[i], p);
+			f->hashes[i][p] = 0x1000 + p * 77 + (uint64_t)i;
+		}
+		assert_int_equal(mrs_meta_write_tables(f->fd, b, f->bitmaps[i], f->hashes[i], &err),
+				 0);
+	}
+	assert_int_equal(mrs_meta_write_headers(f->fd, MRS_SB_AREA, f->blocks, NBLOCKS, &err), 0);
+	assert_int_equal(mrs_stream_append_blocks(&s, NBLOCKS, MRS_SB_AREA), 0);
+	assert_int_equal(mrs_stream_append_eos(&s), 0);
+	assert_int_equal(mrs_stream_append_round(&s, &r), 0);
+	assert_int_equal(mrs_stream_append_eos(&s), 0);
+	assert_int_equal(mrs_stream_append_end(&s), 0);
+	assert_int_equal(mrs_meta_write_stream(f->fd, f->sb.stream_offset, &s, &flushed, &err), 0);
+	assert_int_equal(flushed, s.len);
+	if (complete) {
+		f->sb.stream_length = s.len;
+		f->sb.flags |= MRS_SB_COMPLETE;
+		assert_int_equal(mrs_meta_write_superblock(f->fd, &f->sb, &err), 0);
+	}
+	mrs_stream_buf_free(&s);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->dir = mrs_test_tmpdir();
+	if (asprintf(&f->path, "%s/image", f->dir) < 0)
+		return -1;
+	f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	if (f->fd < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	close(f->fd);
+	for (int i = 0; i < NBLOCKS; i++) {
+		free(f->bitmaps[i]);
+		free(f->hashes[i]);
+	}
+	free(f->path);
+	mrs_test_tmpdir_remove(f->dir);
+	free(f);
+	return 0;
+}
+
+static void test_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
+
+	write_image(f, true);
+	if (mrs_meta_read(f->fd, 0, &m, &err))
+		fail_msg("%s", err.msg);
+	assert_memory_equal(&m.sb, &f->sb, sizeof(m.sb));
+	for (int i = 0; i < NBLOCKS; i++) {
+		assert_memory_equal(&m.blocks[i], &f->blocks[i], sizeof(m.blocks[i]));
+		assert_memory_equal(m.bitmaps[i], f->bitmaps[i], f->blocks[i].bitmap_length);
+		assert_memory_equal(m.hashes[i], f->hashes[i], f->blocks[i].page_count * 8);
+		assert_int_equal(m.blocks[i].pages_present, (f->blocks[i].page_count + 1) / 2);
+	}
+	assert_int_equal(m.stream.nrounds, 1);
+	assert_int_equal(m.stream.rounds[0].pages_written, 3);
+	mrs_meta_free(&m);
+}
+
+static void test_incomplete_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
+
+	write_image(f, false);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "incomplete");
+	/* info may still describe it. */
+	assert_int_equal(mrs_meta_read(f->fd, MRS_META_INCOMPLETE_OK, &m, &err), 0);
+	assert_false(m.sb.flags & MRS_SB_COMPLETE);
+	assert_int_equal(m.sb.block_count, NBLOCKS);
+	mrs_meta_free(&m);
+}
+
+static void test_damaged_tables_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
+	uint8_t byte;
+
+	write_image(f, true);
+	assert_int_equal(pread(f->fd, &byte, 1, (off_t)f->blocks[1].bitmap_offset), 1);
+	byte ^= 0x40;
+	assert_int_equal(pwrite(f->fd, &byte, 1, (off_t)f->blocks[1].bitmap_offset), 1);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "block 'ram1': bitmap checksum mismatch");
+
+	write_image(f, true);
+	assert_int_equal(pwrite(f->fd, "x", 1, (off_t)f->blocks[0].hashes_offset + 17), 1);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "block 'ram0': checksum table checksum mismatch");
+
+	write_image(f, true);
+	assert_int_equal(pwrite(f->fd, "x", 1, (off_t)f->sb.stream_offset + 20), 1);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "checksum mismatch");
+}
+
+static void test_stream_past_end_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
+
+	write_image(f, true);
+	f->sb.stream_length = 1ull << 40; /* a stream longer than the file */
+	assert_int_equal(mrs_meta_write_superblock(f->fd, &f->sb, &err), 0);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "control stream");
+	assert_msg_has(&err, "past the end of the file");
+
+	/* A truncated file: the page region of the last block is cut off. */
+	write_image(f, true);
+	assert_int_equal(ftruncate(f->fd, (off_t)f->blocks[1].pages_offset + 4096), 0);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "past the end of the file");
+}
+
+static void test_not_an_image(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
+	char junk[8192];
+
+	memset(junk, 'j', sizeof(junk));
+	assert_int_equal(pwrite(f->fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "not an mrsnap image");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_incomplete_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_tables_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stream_past_end_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_not_an_image, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
