@@ -51,7 +51,13 @@ int mrs_err_prefix(struct mrs_error *err, const char *fmt, ...)
 	va_start(ap, fmt);
 	len = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
-	if (len >= 0 && (size_t)len < sizeof(err->msg))
-		snprintf(err->msg + len, sizeof(err->msg) - (size_t)len, ": %s", old);
+	if (len >= 0 && (size_t)len + 3 < sizeof(err->msg)) {
+		/* Append ": old", cut to fit: context matters more than the tail. */
+		size_t at = (size_t)len, n = strnlen(old, sizeof(err->msg) - at - 3);
+
+		memcpy(err->msg + at, ": ", 2);
+		memcpy(err->msg + at + 2, old, n);
+		err->msg[at + 2 + n] = '\0';
+	}
 	return err->code;
 }
