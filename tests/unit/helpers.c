@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <liburing.h>
 
 #include "helpers.h"
 
@@ -17,9 +18,15 @@ void mrs_test_assert_msg_has(const struct mrs_error *err, const char *needle, co
 
 char *mrs_test_tmpdir(void)
 {
-	const char *base = getenv("TMPDIR");
+	return mrs_test_tmpdir_in(NULL);
+}
+
+char *mrs_test_tmpdir_in(const char *base)
+{
 	char *dir;
 
+	if (!base)
+		base = getenv("TMPDIR");
 	if (!base || !*base)
 		base = "/tmp";
 	if (asprintf(&dir, "%s/mrsnap-test.XXXXXX", base) < 0)
@@ -52,4 +59,17 @@ void mrs_test_fill(void *buf, size_t len, uint64_t seed)
 		x ^= x << 17;
 		p[i] = (uint8_t)x;
 	}
+}
+
+int mrs_test_have_io_uring(void)
+{
+	struct io_uring ring;
+	int ret = io_uring_queue_init(4, &ring, 0);
+
+	if (ret < 0) {
+		fprintf(stderr, "skipped: io_uring is not available here: %s\n", strerror(-ret));
+		return 0;
+	}
+	io_uring_queue_exit(&ring);
+	return 1;
 }

@@ -21,9 +21,14 @@ void mrs_test_assert_msg_has(const struct mrs_error *err, const char *needle, co
 
 /* A fresh directory under $TMPDIR (or /tmp), removed with everything in it by tmpdir_remove. */
 char *mrs_test_tmpdir(void);
+/* The same under parent (NULL: as above). */
+char *mrs_test_tmpdir_in(const char *parent);
 void mrs_test_tmpdir_remove(char *dir);
 
 /* Fill buf with bytes that depend on seed only (xorshift). */
 void mrs_test_fill(void *buf, size_t len, uint64_t seed);
+
+/* Whether io_uring works here; if not, says why on stderr (the caller skips). */
+int mrs_test_have_io_uring(void);
 
 #endif

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Channels: the threads that move pages between RAM and the image.
+ *
+ * Each channel owns one io_uring and one fd of the image (so O_DIRECT can be
+ * set on channel fds while metadata keeps its buffered fd). The main thread
+ * only decides what to transfer, as jobs (a range of pages of one block);
+ * channels do the per-page work (zero detection, xxh3-64, copying) and the
+ * I/O, in runs of contiguous pages of up to max_request bytes.
+ *
+ * Sync (DESIGN.md, "Channels, and when they sync"): mrs_chanset_sync()
+ * returns only when every job queued before it has completed on every
+ * channel. Save calls it between dirty rounds and before writing bitmaps and
+ * checksum tables, because a page written by channel 0 in round N and by
+ * channel 1 in round N+1 must land in that order; restore and verify call it
+ * once, at the end. Nothing else waits for channels.
+ */
+#ifndef MRS_CHANNEL_H
+#define MRS_CHANNEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mrsnap.h"
+
+#define MRS_CHANNELS_MAX    64u
+#define MRS_DEPTH_DEFAULT   32u
+#define MRS_DEPTH_MAX	    1024u
+#define MRS_REQUEST_DEFAULT (1024u * 1024u)
+
+/* One RAM block as channels see it. */
+struct mrs_chan_block {
+	const char *name;
+	uint8_t *mem; /* the block's memory (save: source, load: target); NULL for verify */
+	uint64_t page_size;
+	uint64_t page_count;
+	uint64_t pages_offset; /* of its page region in the image */
+	/*
+	 * Per-page state. A channel reads and writes only the entries of the
+	 * pages in its own jobs; the main thread reads them after a sync.
+	 *   hashes:  save: xxh3-64 of what was last written (0: nothing);
+	 *            load and verify: the expected hash.
+	 *   present: save: set when written, cleared when it became zero;
+	 *            load and verify: which pages to read.
+	 */
+	uint64_t *hashes;
+	uint8_t *present;
+};
+
+enum mrs_job_kind {
+	MRS_JOB_SAVE,	/* write the non-zero pages of a range */
+	MRS_JOB_LOAD,	/* read the present pages of a range into the block's memory */
+	MRS_JOB_VERIFY, /* read the present pages of a range and check their hashes */
+};
+
+/* Job flags. */
+#define MRS_JOB_COPY	     0x1u /* save: the guest runs; copy, hash the copy, write the copy */
+#define MRS_JOB_CHANGED_ONLY 0x2u /* save: skip pages whose hash equals the last written */
+#define MRS_JOB_CHECK	     0x4u /* load: check each page's hash once read; fail on mismatch */
+
+struct mrs_job {
+	enum mrs_job_kind kind;
+	unsigned flags;
+	uint32_t block;
+	uint64_t first_page;
+	uint64_t npages;
+};
+
+/* One I/O request as fault-injection hooks see it. */
+struct mrs_io {
+	bool write;
+	uint32_t block;
+	uint64_t offset; /* in the image */
+	uint32_t len;	 /* a before_submit hook may lower it to force a short transfer */
+};
+
+/*
+ * Fault injection for tests: production code passes none. Hooks run in the
+ * channel's thread.
+ */
+struct mrs_chan_hooks {
+	void (*before_submit)(void *ctx, unsigned channel, struct mrs_io *io);
+	/* Sees each completion result and returns the one the channel acts on. */
+	int (*on_complete)(void *ctx, unsigned channel, const struct mrs_io *io, int res);
+	void *ctx;
+};
+
+struct mrs_chan_config {
+	const char *path;     /* the image, opened once per channel */
+	bool writable;	      /* open it read-write (save) or read-only */
+	bool direct;	      /* O_DIRECT on channel fds */
+	unsigned channels;    /* 1..MRS_CHANNELS_MAX */
+	unsigned depth;	      /* requests in flight per channel; 0: default */
+	uint32_t max_request; /* bytes per request; 0: default */
+	const struct mrs_chan_hooks *hooks;
+};
+
+/* Counters, summed over channels. Read them after a sync. */
+struct mrs_chan_stats {
+	uint64_t pages_scanned;
+	uint64_t pages_dirty; /* save: non-zero pages that had to be written */
+	uint64_t pages_written;
+	uint64_t pages_zeroed; /* save: present before, zero now */
+	uint64_t pages_read;
+	uint64_t pages_bad; /* verify: hash mismatches */
+	uint64_t bytes_written;
+	uint64_t bytes_read;
+	uint64_t requests;
+	uint64_t resubmits; /* short transfers and -EAGAIN completed by resubmission */
+};
+
+/* A page whose content did not match its hash (verify). */
+struct mrs_bad_page {
+	uint32_t block;
+	uint64_t page;
+	uint64_t expected, actual;
+};
+
+struct mrs_chanset;
+
+/* Open the channels' fds and rings and start their threads. */
+int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg,
+		     struct mrs_chan_block *blocks, uint32_t nblocks, struct mrs_error *err);
+
+/*
+ * Queue a job on a channel (the least busy one for queue_any). Returns 0, or
+ * the error that has already stopped the set (nothing new is started then).
+ */
+int mrs_chanset_queue(struct mrs_chanset *cs, unsigned channel, const struct mrs_job *job,
+		      struct mrs_error *err);
+int mrs_chanset_queue_any(struct mrs_chanset *cs, const struct mrs_job *job, struct mrs_error *err);
+
+/*
+ * Wait until every job queued so far has completed on every channel. Returns
+ * 0, or the first error any channel met (channel, block, offset, errno).
+ */
+int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err);
+
+/* Counters and the number of syncs so far; call after a sync. */
+void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum);
+uint64_t mrs_chanset_syncs(const struct mrs_chanset *cs);
+
+/* Pages that failed verification, in no particular order; valid until close. */
+const struct mrs_bad_page *mrs_chanset_bad_pages(const struct mrs_chanset *cs, size_t *count);
+
+/*
+ * Stop the channels: queued jobs are dropped, requests in flight are waited
+ * for (so buffers and mappings may be freed afterwards), threads joined, fds
+ * closed. Call mrs_chanset_sync() first to finish the work. NULL is fine.
+ */
+void mrs_chanset_close(struct mrs_chanset *cs);
+
+/* Online CPUs, the default channel count (at least 1, at most MRS_CHANNELS_MAX). */
+unsigned mrs_default_channels(void);
+
+#endif

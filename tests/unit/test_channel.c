@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Channels: pages land where they belong, syncs order rounds, restore and
+ * verify wait once, and failures (EIO, ENOSPC, short transfers) are handled.
+ * Faults come in through struct mrs_chan_hooks, never through #ifdefs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "channel.h"
+#include "format.h"
+
+#define MAXB 4
+
+/* An image file and the RAM blocks it is written from or read into. */
+struct img {
+	char *dir, *path;
+	int fd; /* buffered, for the test's own checks */
+	uint32_t n;
+	struct mrs_chan_block blocks[MAXB];
+	size_t mem_len[MAXB];
+};
+
+static uint8_t *map_mem(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+/* Page i of block b: zero when i % 5 == 0, else bytes that depend on (b, i, gen). */
+static void fill_page(uint8_t *p, uint64_t len, uint32_t b, uint64_t i, uint64_t gen)
+{
+	if (i % 5 == 0)
+		memset(p, 0, len);
+	else
+		mrs_test_fill(p, len, ((uint64_t)b << 40) ^ (i << 8) ^ gen);
+}
+
+static void img_init(struct img *im, const char *dir, uint32_t n, const uint64_t *pages,
+		     uint64_t page_size)
+{
+	struct mrs_block_header bh[MAXB] = {0};
+	struct mrs_error err = {0};
+	uint64_t stream;
+
+	memset(im, 0, sizeof(*im));
+	im->dir = mrs_test_tmpdir_in(dir);
+	assert_true(asprintf(&im->path, "%s/image", im->dir) > 0);
+	im->fd = open(im->path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(im->fd >= 0);
+	im->n = n;
+	for (uint32_t b = 0; b < n; b++) {
+		bh[b].index = b;
+		bh[b].size = pages[b] * page_size;
+		bh[b].page_size = (uint32_t)page_size;
+		snprintf(bh[b].name, sizeof(bh[b].name), "ram%u", b);
+	}
+	assert_int_equal(mrs_layout_plan(bh, n, &stream, &err), 0);
+	assert_int_equal(ftruncate(im->fd, (off_t)stream), 0);
+	for (uint32_t b = 0; b < n; b++) {
+		struct mrs_chan_block *cb = &im->blocks[b];
+
+		cb->name = strdup(bh[b].name);
+		cb->page_size = page_size;
+		cb->page_count = pages[b];
+		cb->pages_offset = bh[b].pages_offset;
+		im->mem_len[b] = pages[b] * page_size;
+		cb->mem = map_mem(im->mem_len[b]);
+		cb->hashes = calloc(pages[b], sizeof(uint64_t));
+		cb->present = calloc(pages[b], 1);
+		for (uint64_t i = 0; i < pages[b]; i++)
+			fill_page(cb->mem + i * page_size, page_size, b, i, 0);
+	}
+}
+
+static void img_free(struct img *im)
+{
+	for (uint32_t b = 0; b < im->n; b++) {
+		free((char *)im->blocks[b].name);
+		munmap(im->blocks[b].mem, im->mem_len[b]);
+		free(im->blocks[b].hashes);
+		free(im->blocks[b].present);
+	}
+	close(im->fd);
+	free(im->path);
+	mrs_test_tmpdir_remove(im->dir);
+}
+
+static struct mrs_chan_config config(const struct img *im, unsigned channels, bool writable)
+{
+	struct mrs_chan_config cfg = {
+	    .path = im->path,
+	    .writable = writable,
+	    .channels = channels,
+	};
+	return cfg;
+}
+
+/* Queue jobs of job_pages pages covering every block, spread over the channels. */
+static void queue_all(struct mrs_chanset *cs, const struct img *im, enum mrs_job_kind kind,
+		      unsigned flags, uint64_t job_pages)
+{
+	struct mrs_error err = {0};
+
+	for (uint32_t b = 0; b < im->n; b++) {
+		for (uint64_t p = 0; p < im->blocks[b].page_count; p += job_pages) {
+			uint64_t left = im->blocks[b].page_count - p;
+			struct mrs_job job = {
+			    .kind = kind,
+			    .flags = flags,
+			    .block = b,
+			    .first_page = p,
+			    .npages = left < job_pages ? left : job_pages,
+			};
+			assert_int_equal(mrs_chanset_queue_any(cs, &job, &err), 0);
+		}
+	}
+}
+
+/* Save every block through the given channels; the channel set is closed after. */
+static void save_all(struct img *im, struct mrs_chan_config *cfg, unsigned flags,
+		     struct mrs_chan_stats *stats)
+{
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+
+	if (mrs_chanset_open(&cs, cfg, im->blocks, im->n, &err))
+		fail_msg("%s", err.msg);
+	queue_all(cs, im, MRS_JOB_SAVE, flags, 37);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	if (stats)
+		mrs_chanset_stats(cs, stats);
+	mrs_chanset_close(cs);
+}
+
+/* Every page of the image file: present pages hold the block's bytes, others nothing. */
+static void check_image(const struct img *im)
+{
+	uint64_t ps = im->blocks[0].page_size;
+	uint8_t *buf = malloc(ps), *zero = calloc(1, ps);
+
+	for (uint32_t b = 0; b < im->n; b++) {
+		const struct mrs_chan_block *cb = &im->blocks[b];
+
+		for (uint64_t i = 0; i < cb->page_count; i++) {
+			const uint8_t *want = cb->mem + i * ps;
+			bool is_zero = !memcmp(want, zero, ps);
+
+			assert_int_equal(pread(im->fd, buf, ps, (off_t)(cb->pages_offset + i * ps)),
+					 (ssize_t)ps);
+			if (memcmp(buf, want, ps))
+				fail_msg("block %u page %lu differs in the image", b,
+					 (unsigned long)i);
+			assert_int_equal(cb->present[i], !is_zero);
+			assert_true(cb->hashes[i] == (is_zero ? 0 : mrs_hash(want, ps)));
+		}
+	}
+	free(buf);
+	free(zero);
+}
+
+static void test_save_every_page_lands_in_place(void **state)
+{
+	static const uint64_t pages[] = {300, 77, 1024};
+	struct mrs_chan_stats st;
+	struct img im;
+
+	for (unsigned channels = 1; channels <= 4; channels += 3) {
+		struct mrs_chan_config cfg;
+
+		img_init(&im, NULL, 3, pages, 4096);
+		cfg = config(&im, channels, true);
+		save_all(&im, &cfg, 0, &st);
+		check_image(&im);
+		assert_int_equal(st.pages_scanned, 300 + 77 + 1024);
+		assert_int_equal(st.pages_written, 240 + 61 + 819);
+		assert_int_equal(st.bytes_written, st.pages_written * 4096);
+		img_free(&im);
+	}
+}
+
+static void test_save_copy_mode_and_huge_pages(void **state)
+{
+	static const uint64_t pages[] = {11, 3};
+	struct mrs_chan_config cfg;
+	struct mrs_chan_stats st;
+	struct img im;
+
+	/* 2 MiB pages with 1 MiB requests: one page per request, from the pool. */
+	img_init(&im, NULL, 2, pages, 2u << 20);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, MRS_JOB_COPY, &st);
+	check_image(&im);
+	assert_int_equal(st.requests, 8 + 2);
+	img_free(&im);
+}
+
+/* Round 2 sees page 3 changed, page 4 zero now, page 6 unchanged. */
+static void test_changed_only_and_punch(void **state)
+{
+	static const uint64_t pages[] = {64};
+	struct mrs_chan_config cfg;
+	struct mrs_chan_stats st;
+	struct img im;
+	uint8_t *mem;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, NULL);
+	mem = im.blocks[0].mem;
+	fill_page(mem + 3 * 4096, 4096, 0, 3, 99);
+	memset(mem + 4 * 4096, 0, 4096);
+	save_all(&im, &cfg, MRS_JOB_CHANGED_ONLY | MRS_JOB_COPY, &st);
+	check_image(&im);
+	assert_int_equal(st.pages_dirty, 1);
+	assert_int_equal(st.pages_written, 1);
+	assert_int_equal(st.pages_zeroed, 1);
+	img_free(&im);
+}
+
+/*
+ * The ordering test from the project's seeds. Page 99 goes out through
+ * channel 0 in round 1 (content A) and through channel 1 in round 2
+ * (content B). Channel 0 is made slow: it holds its write until channel 1's
+ * write has completed, or for 300 ms at most. With a sync between the rounds
+ * round 2 cannot start before round 1 is done, so the image keeps B. Without
+ * the sync, channel 1's write lands first and channel 0 overwrites it with
+ * stale A: test_ordering_without_sync_keeps_stale_bytes shows that, so this
+ * test fails if the sync stops doing its job.
+ */
+struct slow_ch0 {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool ch0_built; /* channel 0 has copied page 99 and is about to submit */
+	bool ch1_done;	/* channel 1's write has completed */
+};
+
+static void slow_before_submit(void *ctx, unsigned channel, struct mrs_io *io)
+{
+	struct slow_ch0 *s = ctx;
+	struct timespec until;
+
+	if (channel != 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 300 * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ch0_built = true;
+	pthread_cond_broadcast(&s->cond);
+	while (!s->ch1_done && pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int slow_on_complete(void *ctx, unsigned channel, const struct mrs_io *io, int res)
+{
+	struct slow_ch0 *s = ctx;
+
+	if (channel == 1) {
+		pthread_mutex_lock(&s->lock);
+		s->ch1_done = true;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return res;
+}
+
+static void run_ordering(bool sync_between_rounds, uint8_t *final_byte)
+{
+	static const uint64_t pages[] = {128};
+	struct slow_ch0 slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+	struct mrs_chan_hooks hooks = {slow_before_submit, slow_on_complete, &slow};
+	struct mrs_job job = {MRS_JOB_SAVE, MRS_JOB_COPY, 0, 99, 1};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	uint8_t *page99;
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	page99 = im.blocks[0].mem + 99 * 4096;
+	cfg = config(&im, 2, true);
+	cfg.hooks = &hooks;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+
+	memset(page99, 'A', 4096); /* round 1 */
+	assert_int_equal(mrs_chanset_queue(cs, 0, &job, &err), 0);
+	pthread_mutex_lock(&slow.lock);
+	while (!slow.ch0_built)
+		pthread_cond_wait(&slow.cond, &slow.lock);
+	pthread_mutex_unlock(&slow.lock);
+	if (sync_between_rounds)
+		assert_int_equal(mrs_chanset_sync(cs, &err), 0);
+
+	memset(page99, 'B', 4096); /* round 2 */
+	job.flags |= MRS_JOB_CHANGED_ONLY;
+	assert_int_equal(mrs_chanset_queue(cs, 1, &job, &err), 0);
+	assert_int_equal(mrs_chanset_sync(cs, &err), 0);
+	mrs_chanset_close(cs);
+
+	assert_int_equal(
+	    pread(im.fd, final_byte, 1, (off_t)(im.blocks[0].pages_offset + 99 * 4096)), 1);
+	img_free(&im);
+}
+
+static void test_ordering_sync_between_rounds(void **state)
+{
+	uint8_t byte;
+
+	run_ordering(true, &byte);
+	assert_int_equal(byte, 'B');
+}
+
+static void test_ordering_without_sync_keeps_stale_bytes(void **state)
+{
+	uint8_t byte;
+
+	run_ordering(false, &byte);
+	assert_int_equal(byte, 'A'); /* what the sync above prevents */
+}
+
+/* Save an image, then load it back into fresh memory in random order. */
+static void test_restore_random_order_syncs_once(void **state)
+{
+	static const uint64_t pages[] = {500, 129, 1000};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct mrs_job jobs[200];
+	size_t njobs = 0;
+	uint8_t *orig[3];
+	struct img im;
+
+	img_init(&im, NULL, 3, pages, 4096);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, NULL);
+	for (uint32_t b = 0; b < 3; b++) {
+		orig[b] = malloc(im.mem_len[b]);
+		memcpy(orig[b], im.blocks[b].mem, im.mem_len[b]);
+		memset(im.blocks[b].mem, 0xee, im.mem_len[b]);
+		for (uint64_t p = 0; p < pages[b]; p += 23) {
+			uint64_t left = pages[b] - p;
+
+			jobs[njobs++] = (struct mrs_job){MRS_JOB_LOAD, MRS_JOB_CHECK, b, p,
+							 left < 23 ? left : 23};
+		}
+	}
+	srand(42);
+	for (size_t i = njobs - 1; i > 0; i--) {
+		size_t j = (size_t)rand() % (i + 1);
+		struct mrs_job t = jobs[i];
+
+		jobs[i] = jobs[j];
+		jobs[j] = t;
+	}
+	cfg = config(&im, 4, false);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 3, &err), 0);
+	for (size_t i = 0; i < njobs; i++)
+		assert_int_equal(mrs_chanset_queue(cs, (unsigned)rand() % 4, &jobs[i], &err), 0);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	assert_int_equal(mrs_chanset_syncs(cs), 1); /* the only wait */
+	mrs_chanset_close(cs);
+	for (uint32_t b = 0; b < 3; b++) {
+		/* Absent (zero) pages are not read: they keep what the target had. */
+		for (uint64_t i = 0; i < pages[b]; i++) {
+			const uint8_t *got = im.blocks[b].mem + i * 4096;
+
+			if (im.blocks[b].present[i])
+				assert_memory_equal(got, orig[b] + i * 4096, 4096);
+			else
+				assert_int_equal(got[0], 0xee);
+		}
+		free(orig[b]);
+	}
+	img_free(&im);
+}
+
+static void corrupt_page(struct img *im, uint32_t b, uint64_t page, uint64_t at)
+{
+	uint8_t byte;
+	off_t off = (off_t)(im->blocks[b].pages_offset + page * im->blocks[b].page_size + at);
+
+	assert_int_equal(pread(im->fd, &byte, 1, off), 1);
+	byte ^= 0x10;
+	assert_int_equal(pwrite(im->fd, &byte, 1, off), 1);
+}
+
+static void test_verify_reports_each_bad_page(void **state)
+{
+	static const uint64_t pages[] = {200, 50};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	const struct mrs_bad_page *bad;
+	struct mrs_chan_stats st;
+	size_t nbad;
+	struct img im;
+
+	img_init(&im, NULL, 2, pages, 4096);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, NULL);
+	corrupt_page(&im, 1, 33, 4095);
+	for (uint32_t b = 0; b < 2; b++) {
+		munmap(im.blocks[b].mem, im.mem_len[b]);
+		im.blocks[b].mem = NULL; /* verify reads into channel buffers */
+		im.mem_len[b] = 0;
+	}
+	cfg = config(&im, 3, false);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 2, &err), 0);
+	queue_all(cs, &im, MRS_JOB_VERIFY, 0, 16);
+	assert_int_equal(mrs_chanset_sync(cs, &err), 0);
+	mrs_chanset_stats(cs, &st);
+	bad = mrs_chanset_bad_pages(cs, &nbad);
+	assert_int_equal(nbad, 1);
+	assert_int_equal(bad[0].block, 1);
+	assert_int_equal(bad[0].page, 33);
+	assert_true(bad[0].expected == im.blocks[1].hashes[33]);
+	assert_true(bad[0].actual != bad[0].expected);
+	assert_int_equal(st.pages_read, 160 + 40);
+	assert_int_equal(st.pages_bad, 1);
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+static void test_load_check_fails_on_mismatch(void **state)
+{
+	static const uint64_t pages[] = {100};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, NULL);
+	corrupt_page(&im, 0, 7, 0);
+	cfg = config(&im, 2, false);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_LOAD, MRS_JOB_CHECK, 10);
+	assert_int_equal(mrs_chanset_sync(cs, &err), -EBADMSG);
+	assert_msg_has(&err, "block 'ram0': page 7 (guest offset 0x7000) does not match");
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+/* Fail the nth request of one channel with a given error. */
+struct inject {
+	unsigned channel;
+	int nth;
+	int res;
+	atomic_int seen;
+	/* Short transfers: cut every request to at most this many bytes. */
+	uint32_t cut;
+	atomic_int cuts;
+};
+
+static int inject_on_complete(void *ctx, unsigned channel, const struct mrs_io *io, int res)
+{
+	struct inject *in = ctx;
+
+	if (channel == in->channel && atomic_fetch_add(&in->seen, 1) + 1 == in->nth)
+		return in->res;
+	return res;
+}
+
+static void cut_before_submit(void *ctx, unsigned channel, struct mrs_io *io)
+{
+	struct inject *in = ctx;
+
+	if (io->len > in->cut) {
+		io->len = in->cut;
+		atomic_fetch_add(&in->cuts, 1);
+	}
+}
+
+static void test_injected_eio_stops_everything(void **state)
+{
+	static const uint64_t pages[] = {2048};
+	struct inject in = {.channel = 1, .nth = 3, .res = -EIO};
+	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
+	struct mrs_job job = {MRS_JOB_SAVE, 0, 0, 0, 16};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	cfg = config(&im, 3, true);
+	cfg.hooks = &hooks;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_SAVE, 0, 16);
+	assert_int_equal(mrs_chanset_sync(cs, &err), -EIO);
+	assert_msg_has(&err, "channel 1: write of block 'ram0' at offset 0x");
+	assert_msg_has(&err, "Input/output error");
+	/* The set stays stopped: nothing new is taken. */
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(mrs_chanset_queue(cs, 0, &job, &err), -EIO);
+	assert_msg_has(&err, "channel 1");
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+static void test_injected_eio_on_read(void **state)
+{
+	static const uint64_t pages[] = {512};
+	struct inject in = {.channel = 0, .nth = 2, .res = -EIO};
+	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, NULL);
+	cfg = config(&im, 2, false);
+	cfg.hooks = &hooks;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_LOAD, 0, 8);
+	assert_int_equal(mrs_chanset_sync(cs, &err), -EIO);
+	assert_msg_has(&err, "channel 0: read of block 'ram0' at offset 0x");
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+static void test_short_transfers_are_resubmitted(void **state)
+{
+	static const uint64_t pages[] = {1000};
+	struct inject in = {.channel = 99, .cut = 3 * 4096 + 100};
+	struct mrs_chan_hooks hooks = {cut_before_submit, NULL, &in};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_chan_stats st;
+	struct mrs_error err = {0};
+	uint8_t *orig;
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	cfg = config(&im, 2, true);
+	cfg.hooks = &hooks;
+	save_all(&im, &cfg, 0, &st);
+	check_image(&im);
+	assert_true(atomic_load(&in.cuts) > 0);
+	assert_true(st.resubmits >= (uint64_t)atomic_load(&in.cuts));
+
+	orig = malloc(im.mem_len[0]);
+	memcpy(orig, im.blocks[0].mem, im.mem_len[0]);
+	memset(im.blocks[0].mem, 0, im.mem_len[0]);
+	atomic_store(&in.cuts, 0);
+	cfg.writable = false;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_LOAD, MRS_JOB_CHECK, 50);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	mrs_chanset_stats(cs, &st);
+	mrs_chanset_close(cs);
+	assert_true(atomic_load(&in.cuts) > 0);
+	assert_true(st.resubmits > 0);
+	assert_memory_equal(im.blocks[0].mem, orig, im.mem_len[0]);
+	free(orig);
+	img_free(&im);
+}
+
+/* A real ENOSPC: an image on a 1 MiB tmpfs, with 4 MiB of pages to write. */
+static void test_enospc_on_small_tmpfs(void **state)
+{
+	static const uint64_t pages[] = {1024};
+	char *mnt = mrs_test_tmpdir();
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+
+	if (mount("mrsnap-test", mnt, "tmpfs", 0, "size=1m,mode=0700")) {
+		int e = errno;
+
+		mrs_test_tmpdir_remove(mnt);
+		print_message("skipped: cannot mount a small tmpfs: %s\n", strerror(e));
+		skip();
+	}
+	img_init(&im, mnt, 1, pages, 4096);
+	cfg = config(&im, 2, true);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_SAVE, 0, 64);
+	assert_int_equal(mrs_chanset_sync(cs, &err), -ENOSPC);
+	assert_msg_has(&err, "write of block 'ram0' at offset 0x");
+	assert_msg_has(&err, "No space left on device");
+	mrs_chanset_close(cs);
+	img_free(&im);
+	assert_int_equal(umount(mnt), 0);
+	mrs_test_tmpdir_remove(mnt);
+}
+
+static void test_direct_io(void **state)
+{
+	static const uint64_t pages[] = {700, 300};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+	int fd;
+
+	img_init(&im, NULL, 2, pages, 4096);
+	fd = open(im.path, O_RDWR | O_DIRECT);
+	if (fd < 0) {
+		int e = errno;
+
+		img_free(&im);
+		print_message("skipped: O_DIRECT not supported under $TMPDIR: %s\n", strerror(e));
+		skip();
+	}
+	close(fd);
+	cfg = config(&im, 2, true);
+	cfg.direct = true;
+	save_all(&im, &cfg, 0, NULL); /* straight from memory */
+	check_image(&im);
+	fill_page(im.blocks[1].mem + 9 * 4096, 4096, 1, 9, 5);
+	save_all(&im, &cfg, MRS_JOB_COPY | MRS_JOB_CHANGED_ONLY, NULL); /* through the pool */
+	check_image(&im);
+	/* And read back with O_DIRECT into memory and into the pool. */
+	cfg.writable = false;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 2, &err), 0);
+	queue_all(cs, &im, MRS_JOB_LOAD, MRS_JOB_CHECK, 100);
+	queue_all(cs, &im, MRS_JOB_VERIFY, 0, 100);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+static void test_bad_config(void **state)
+{
+	static const uint64_t pages[] = {10};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	cfg = config(&im, 0, true);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), -EINVAL);
+	assert_msg_has(&err, "channel count 0");
+	cfg = config(&im, 65, true);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), -EINVAL);
+	cfg = config(&im, 2, true);
+	cfg.path = "/nonexistent/image";
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), -ENOENT);
+	assert_msg_has(&err, "cannot open '/nonexistent/image'");
+	img_free(&im);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_save_every_page_lands_in_place),
+	    cmocka_unit_test(test_save_copy_mode_and_huge_pages),
+	    cmocka_unit_test(test_changed_only_and_punch),
+	    cmocka_unit_test(test_ordering_sync_between_rounds),
+	    cmocka_unit_test(test_ordering_without_sync_keeps_stale_bytes),
+	    cmocka_unit_test(test_restore_random_order_syncs_once),
+	    cmocka_unit_test(test_verify_reports_each_bad_page),
+	    cmocka_unit_test(test_load_check_fails_on_mismatch),
+	    cmocka_unit_test(test_injected_eio_stops_everything),
+	    cmocka_unit_test(test_injected_eio_on_read),
+	    cmocka_unit_test(test_short_transfers_are_resubmitted),
+	    cmocka_unit_test(test_enospc_on_small_tmpfs),
+	    cmocka_unit_test(test_direct_io),
+	    cmocka_unit_test(test_bad_config),
+	};
+	if (!mrs_test_have_io_uring())
+		return TEST_SKIP;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
