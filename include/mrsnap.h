@@ -38,6 +38,180 @@ struct mrs_error {
 	char msg[1024]; /* "cannot open 'vm.img': No such file or directory" */
 };
 
+/* ------------------------------------------------------------------------ */
+/* Describing RAM and reporting progress                                    */
+
+/* A RAM block: to save from, or a target to restore into. */
+struct mrs_ram {
+	const char *name; /* "pc.ram": 1 to 63 bytes, unique in an image */
+	const char *path; /* "/dev/shm/vm0.ram": a file, tmpfs or hugetlbfs file, or block device */
+	uint64_t size;	  /* bytes; 0: the size of the file or device */
+};
+
+/* What a long operation has done so far, passed to a progress callback. */
+struct mrs_progress {
+	const char *phase;   /* "round 0", "restore", "verify", "metadata", "fsync" */
+	uint64_t bytes_done; /* of bytes_total: memory covered so far in this phase */
+	uint64_t bytes_total;
+	uint64_t bytes_moved; /* bytes actually written or read (zero pages cost none) */
+	uint64_t elapsed_ns;  /* since the phase began */
+};
+
+/*
+ * Called from the calling thread, a few times a second while work goes on.
+ * Return non-zero to stop the operation: it then cleans up and fails with
+ * -ECANCELED. This is how a program turns SIGINT into a clean stop.
+ */
+typedef int (*mrs_progress_fn)(void *ctx, const struct mrs_progress *progress);
+
+/* How page I/O is done. Zero values mean the defaults. */
+struct mrs_io_opts {
+	unsigned channels;	  /* threads with an io_uring each, 1..64; default: online CPUs */
+	unsigned depth;		  /* requests in flight per channel; default 32 */
+	int direct;		  /* O_DIRECT on the image's page I/O */
+	mrs_progress_fn progress; /* may be NULL */
+	void *progress_ctx;
+	unsigned progress_ms; /* between calls; default 200 */
+};
+
+/* One round of a snapshot, as recorded in the image. */
+struct mrs_round_info {
+	uint32_t number;
+	int frozen; /* the guest was frozen during this round */
+	uint64_t pages_scanned;
+	uint64_t pages_dirty;
+	uint64_t pages_written;
+	uint64_t pages_zeroed;
+	uint64_t bytes_written;
+	uint64_t duration_ns;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Snapshot                                                                 */
+
+struct mrs_save_opts {
+	struct mrs_io_opts io;
+	int force;    /* replace an existing image (or a symlink at its path, not its target) */
+	int no_fsync; /* skip fsync: faster, but a power loss can leave a damaged image */
+};
+
+struct mrs_save_report {
+	unsigned channels;	/* channels used */
+	uint64_t pages_total;	/* pages in all blocks */
+	uint64_t pages_present; /* non-zero pages in the image */
+	uint64_t bytes_written; /* page data written, all rounds */
+	uint64_t image_size;	/* bytes, logical */
+	uint64_t duration_ns;	/* from start to the image in place */
+	uint32_t nrounds;
+	struct mrs_round_info *rounds; /* nrounds of them; free with mrs_save_report_free() */
+};
+
+/*
+ * Write the RAM blocks into a new image at path. The guest must not change
+ * its memory meanwhile (it is paused or frozen). The image is written under a
+ * temporary name in the same directory, mode 0600, and renamed into place
+ * only once it is complete and durable; on failure nothing is left behind.
+ * An existing file (or symlink) at path is an error (-EEXIST) unless force.
+ */
+int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
+	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
+	     struct mrs_error *err);
+void mrs_save_report_free(struct mrs_save_report *report);
+
+/* ------------------------------------------------------------------------ */
+/* Restore                                                                  */
+
+struct mrs_restore_opts {
+	struct mrs_io_opts io;
+	int verify; /* check every page against its checksum as it is loaded */
+	int force;  /* allow a target path that is a symlink */
+};
+
+struct mrs_restore_report {
+	unsigned channels;
+	uint32_t nblocks;
+	uint64_t pages_total;
+	uint64_t pages_read;
+	uint64_t bytes_read;
+	uint64_t duration_ns;
+};
+
+/*
+ * Load every block of the image into its target: the path given in targets
+ * for that name (size ignored), else the path recorded in the image. Missing
+ * target files are created (0600); regular files are sized to the block;
+ * pages absent from the image read as zero afterwards. The whole image is
+ * validated before any target is touched. A page that fails its checksum
+ * (with verify) fails the restore with -EBADMSG.
+ */
+int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
+		const struct mrs_restore_opts *opts, struct mrs_restore_report *report,
+		struct mrs_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Verify                                                                   */
+
+struct mrs_bad_page_info {
+	char block[64];
+	uint64_t page;
+	uint64_t guest_offset;
+	uint64_t expected, actual;
+};
+
+struct mrs_verify_report {
+	unsigned channels;
+	uint64_t pages_checked;
+	uint64_t pages_bad;
+	uint64_t bytes_read;
+	uint64_t duration_ns;
+	struct mrs_bad_page_info *bad; /* pages_bad of them, by block and page */
+};
+
+/*
+ * Check every metadata checksum and every present page of the image.
+ * Returns 0 when all matched, -EBADMSG when pages did not (listed in report),
+ * another -errno when the image could not be checked (damaged metadata: -EPROTO).
+ */
+int mrs_verify(const char *path, const struct mrs_io_opts *opts, struct mrs_verify_report *report,
+	       struct mrs_error *err);
+void mrs_verify_report_free(struct mrs_verify_report *report);
+
+/* ------------------------------------------------------------------------ */
+/* Info                                                                     */
+
+struct mrs_block_info {
+	char name[64];
+	char path[3896];
+	uint64_t size;
+	uint64_t page_size;
+	uint64_t page_count;
+	uint64_t pages_present; /* 0 in an incomplete image */
+	uint64_t bitmap_offset;
+	uint64_t hashes_offset;
+	uint64_t pages_offset;
+};
+
+struct mrs_image_info {
+	uint32_t version;
+	int complete;
+	int live;
+	uint64_t created_ns;
+	char tool_version[32];
+	uint64_t file_size; /* logical */
+	uint64_t disk_size; /* allocated */
+	uint32_t nblocks;
+	struct mrs_block_info *blocks;
+	uint32_t nrounds; /* 0 in an incomplete image */
+	struct mrs_round_info *rounds;
+};
+
+/*
+ * Describe an image from its metadata (complete or not; damaged metadata is
+ * an error). Free the result with mrs_image_info_free().
+ */
+int mrs_image_info(const char *path, struct mrs_image_info **info, struct mrs_error *err);
+void mrs_image_info_free(struct mrs_image_info *info);
+
 #ifdef __cplusplus
 }
 #endif

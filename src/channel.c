@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "channel.h"
@@ -79,9 +80,15 @@ struct mrs_chanset {
 	/* Set by close: drop queued jobs, finish what is in flight, exit. */
 	atomic_bool closing;
 
+	/* Progress, for the main thread to read while channels work. */
+	atomic_uint_fast64_t pages_done;  /* pages of finished jobs */
+	atomic_uint_fast64_t bytes_moved; /* bytes written or read so far */
+	atomic_uint jobs_pending;	  /* queued and not yet finished, all channels */
+
 	/* Protected by lock. */
 	pthread_mutex_t lock;
-	pthread_cond_t acked; /* acks_pending reached 0 */
+	pthread_cond_t acked;	 /* acks_pending reached 0 */
+	pthread_cond_t job_done; /* a job finished: room for more */
 	unsigned acks_pending;
 	struct mrs_error first_err;
 	struct mrs_bad_page *bad;
@@ -193,8 +200,15 @@ static bool next_job(struct channel *ch)
 
 static void finish_job(struct channel *ch)
 {
+	struct mrs_chanset *cs = ch->set;
+
 	ch->have_cur = false;
 	atomic_fetch_sub(&ch->backlog, 1);
+	atomic_fetch_add(&cs->pages_done, ch->cur.npages);
+	pthread_mutex_lock(&cs->lock);
+	atomic_fetch_sub(&cs->jobs_pending, 1);
+	pthread_cond_signal(&cs->job_done);
+	pthread_mutex_unlock(&cs->lock);
 }
 
 /* Punch out a page that was written before and is zero now. */
@@ -399,6 +413,7 @@ static void complete_request(struct channel *ch, struct request *rq, int res)
 		io_fail(ch, rq, res);
 		goto done;
 	}
+	atomic_fetch_add(&ch->set->bytes_moved, rq->full_len);
 	if (rq->io.write) {
 		ch->stats.pages_written += rq->npages;
 		ch->stats.bytes_written += rq->full_len;
@@ -631,6 +646,7 @@ int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg
 	cs->nblocks = nblocks;
 	pthread_mutex_init(&cs->lock, NULL);
 	pthread_cond_init(&cs->acked, NULL);
+	pthread_cond_init(&cs->job_done, NULL);
 	ret = check_config(&cs->cfg, err);
 	if (ret)
 		goto fail;
@@ -699,6 +715,7 @@ int mrs_chanset_queue(struct mrs_chanset *cs, unsigned channel, const struct mrs
 	n->job = *job;
 	n->next = NULL;
 	atomic_fetch_add(&ch->backlog, 1);
+	atomic_fetch_add(&cs->jobs_pending, 1);
 	pthread_mutex_lock(&ch->lock);
 	if (ch->tail)
 		ch->tail->next = n;
@@ -726,6 +743,33 @@ int mrs_chanset_queue_any(struct mrs_chanset *cs, const struct mrs_job *job, str
 	}
 	cs->next_rr = best + 1;
 	return mrs_chanset_queue(cs, best, job, err);
+}
+
+bool mrs_chanset_wait_room(struct mrs_chanset *cs, unsigned max_pending, unsigned timeout_ms)
+{
+	struct timespec until;
+	bool room;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&cs->lock);
+	while (atomic_load(&cs->jobs_pending) > max_pending && !atomic_load(&cs->failed))
+		if (pthread_cond_timedwait(&cs->job_done, &cs->lock, &until))
+			break;
+	room = atomic_load(&cs->jobs_pending) <= max_pending || atomic_load(&cs->failed);
+	pthread_mutex_unlock(&cs->lock);
+	return room;
+}
+
+void mrs_chanset_progress(struct mrs_chanset *cs, uint64_t *pages_done, uint64_t *bytes_moved)
+{
+	*pages_done = atomic_load(&cs->pages_done);
+	*bytes_moved = atomic_load(&cs->bytes_moved);
 }
 
 int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err)
@@ -812,5 +856,6 @@ void mrs_chanset_close(struct mrs_chanset *cs)
 	free(cs->bad);
 	pthread_mutex_destroy(&cs->lock);
 	pthread_cond_destroy(&cs->acked);
+	pthread_cond_destroy(&cs->job_done);
 	free(cs);
 }

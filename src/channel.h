@@ -132,6 +132,17 @@ int mrs_chanset_queue(struct mrs_chanset *cs, unsigned channel, const struct mrs
 int mrs_chanset_queue_any(struct mrs_chanset *cs, const struct mrs_job *job, struct mrs_error *err);
 
 /*
+ * Wait until at most max_pending jobs are queued and unfinished over all
+ * channels, or timeout_ms passes, or the set fails. True if there is room.
+ * Lets the main thread queue a little ahead of the channels and report
+ * progress in between, instead of queueing a whole round at once.
+ */
+bool mrs_chanset_wait_room(struct mrs_chanset *cs, unsigned max_pending, unsigned timeout_ms);
+
+/* Pages of finished jobs and bytes transferred so far; callable any time. */
+void mrs_chanset_progress(struct mrs_chanset *cs, uint64_t *pages_done, uint64_t *bytes_moved);
+
+/*
  * Wait until every job queued so far has completed on every channel. Returns
  * 0, or the first error any channel met (channel, block, offset, errno).
  */

@@ -270,6 +270,19 @@ out:
 	return ret;
 }
 
+/* Absent pages have no hash: a non-zero entry means table and bitmap disagree. */
+static int check_absent_hashes(const struct mrs_block_header *bh, const uint8_t *bitmap,
+			       const uint64_t *hashes, struct mrs_error *err)
+{
+	for (uint64_t p = 0; p < bh->page_count; p++)
+		if (hashes[p] && !mrs_bitmap_test(bitmap, p))
+			return mrs_err(err, -EPROTO,
+				       "block '%s': page %" PRIu64
+				       " is absent but has a checksum in the table",
+				       bh->name, p);
+	return 0;
+}
+
 static int read_tables(int fd, struct mrs_image_meta *m, struct mrs_error *err)
 {
 	uint32_t n = m->sb.block_count;
@@ -283,6 +296,8 @@ static int read_tables(int fd, struct mrs_image_meta *m, struct mrs_error *err)
 		ret = read_bitmap(fd, &m->blocks[i], &m->bitmaps[i], err);
 		if (!ret)
 			ret = read_hashes(fd, &m->blocks[i], &m->hashes[i], err);
+		if (!ret)
+			ret = check_absent_hashes(&m->blocks[i], m->bitmaps[i], m->hashes[i], err);
 		if (ret)
 			return ret;
 	}

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The mrsnap command: what the command modules share. The library does the
+ * work; this side owns messages, progress, JSON and exit codes.
+ */
+#ifndef MRS_CLI_H
+#define MRS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mrsnap.h"
+
+/* Exit codes, the same for every command (see mrsnap(1)). */
+enum {
+	EXIT_OK = 0,
+	EXIT_DAMAGED = 1, /* the image is damaged, incomplete, or a checksum did not match */
+	EXIT_USAGE = 2,
+	EXIT_FAILED = 3, /* the operation failed: I/O error, missing target, interrupted */
+};
+
+/* "mrsnap: ..." on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A usage error: the message and a pointer to --help; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a library error and return the exit code its errno calls for. */
+int cli_fail(const struct mrs_error *err);
+
+/*
+ * After a failed operation: say why (or that a signal stopped it, followed by
+ * what happened then) and return the exit code.
+ */
+int cli_report_failure(int ret, const struct mrs_error *err, const char *after_interrupt);
+
+/* Parsing. Each returns false (after saying why) on bad input. */
+bool cli_parse_size(const char *s, uint64_t *out);
+bool cli_parse_uint(const char *cmd, const char *opt, const char *s, unsigned min, unsigned max,
+		    unsigned *out);
+/* NAME=PATH[,size=BYTES] into ram (pointing into s, which it modifies). */
+bool cli_parse_ram(const char *cmd, char *s, struct mrs_ram *ram);
+
+/* Options every I/O command shares. */
+struct cli_common {
+	struct mrs_io_opts io;
+	bool json;
+	bool quiet;
+	int progress; /* -1: when stderr is a terminal; 0 off; 1 on */
+};
+
+/* Progress on stderr and SIGINT/SIGTERM turned into a clean stop. */
+void cli_progress_setup(struct cli_common *c);
+/* Finish the progress line, if one was drawn. */
+void cli_progress_done(void);
+/* The signal that interrupted the operation, or 0. */
+int cli_interrupted(void);
+
+/* Human-readable sizes and rates: "1.5 GiB", "850 MiB/s". */
+void cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);
+double cli_seconds(uint64_t ns);
+
+/* A small JSON writer: values are written as they come, commas handled. */
+struct json {
+	FILE *f;
+	int depth;
+	bool need_comma[32];
+};
+void json_begin(struct json *j, FILE *f);
+void json_end(struct json *j);
+void json_object(struct json *j, const char *key);
+void json_array(struct json *j, const char *key);
+void json_close_object(struct json *j);
+void json_close_array(struct json *j);
+void json_str(struct json *j, const char *key, const char *v);
+void json_u64(struct json *j, const char *key, uint64_t v);
+void json_double(struct json *j, const char *key, double v);
+void json_bool(struct json *j, const char *key, bool v);
+void json_hex64(struct json *j, const char *key, uint64_t v); /* as a 16-digit string */
+
+int cmd_snapshot(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

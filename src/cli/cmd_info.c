@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/* mrsnap info: what an image holds. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "Usage: mrsnap info [--json] IMAGE\n"
+    "Describe IMAGE: format, whether it is complete, its blocks and rounds.\n"
+    "\n"
+    "      --json          print it as JSON on stdout\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Reads metadata only (use 'mrsnap verify' to check pages). An incomplete image\n"
+    "is described, and says so. Exit status: 0 ok, 1 damaged, 2 usage, 3 failed.\n";
+
+static const struct option options[] = {
+    {"json", no_argument, NULL, 'J'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void fmt_time(char *buf, size_t len, uint64_t ns)
+{
+	time_t t = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void print_json(const char *image, const struct mrs_image_info *in)
+{
+	char when[64];
+	struct json j;
+
+	fmt_time(when, sizeof(when), in->created_ns);
+	json_begin(&j, stdout);
+	json_str(&j, "image", image);
+	json_u64(&j, "format_version", in->version);
+	json_bool(&j, "complete", in->complete);
+	json_bool(&j, "live", in->live);
+	json_str(&j, "created", when);
+	json_u64(&j, "created_ns", in->created_ns);
+	json_str(&j, "tool_version", in->tool_version);
+	json_u64(&j, "file_size", in->file_size);
+	json_u64(&j, "disk_size", in->disk_size);
+	json_array(&j, "blocks");
+	for (uint32_t b = 0; b < in->nblocks; b++) {
+		const struct mrs_block_info *bi = &in->blocks[b];
+
+		json_object(&j, NULL);
+		json_str(&j, "name", bi->name);
+		json_str(&j, "path", bi->path);
+		json_u64(&j, "size", bi->size);
+		json_u64(&j, "page_size", bi->page_size);
+		json_u64(&j, "pages", bi->page_count);
+		json_u64(&j, "pages_present", bi->pages_present);
+		json_u64(&j, "pages_zero", in->complete ? bi->page_count - bi->pages_present : 0);
+		json_u64(&j, "bitmap_offset", bi->bitmap_offset);
+		json_u64(&j, "checksums_offset", bi->hashes_offset);
+		json_u64(&j, "pages_offset", bi->pages_offset);
+		json_close_object(&j);
+	}
+	json_close_array(&j);
+	json_array(&j, "rounds");
+	for (uint32_t r = 0; r < in->nrounds; r++) {
+		const struct mrs_round_info *ri = &in->rounds[r];
+
+		json_object(&j, NULL);
+		json_u64(&j, "round", ri->number);
+		json_bool(&j, "frozen", ri->frozen);
+		json_u64(&j, "pages_scanned", ri->pages_scanned);
+		json_u64(&j, "pages_dirty", ri->pages_dirty);
+		json_u64(&j, "pages_written", ri->pages_written);
+		json_u64(&j, "pages_zeroed", ri->pages_zeroed);
+		json_u64(&j, "bytes_written", ri->bytes_written);
+		json_double(&j, "seconds", cli_seconds(ri->duration_ns));
+		json_close_object(&j);
+	}
+	json_close_array(&j);
+	json_end(&j);
+}
+
+static void print_text(const char *image, const struct mrs_image_info *in)
+{
+	char when[64], size[32], disk[32], bsize[32], psize[32];
+
+	fmt_time(when, sizeof(when), in->created_ns);
+	cli_fmt_bytes(size, sizeof(size), in->file_size);
+	cli_fmt_bytes(disk, sizeof(disk), in->disk_size);
+	printf("image:      %s\n", image);
+	printf("format:     mrsnap image version %u\n", in->version);
+	printf("complete:   %s\n", in->complete ? "yes" : "NO (the snapshot did not finish)");
+	printf("live:       %s\n", in->live ? "yes" : "no");
+	printf("created:    %s by %s\n", when, in->tool_version);
+	printf("size:       %s (%llu bytes), %s on disk\n", size, (unsigned long long)in->file_size,
+	       disk);
+	printf("rounds:     %u\n", in->nrounds);
+	for (uint32_t b = 0; b < in->nblocks; b++) {
+		const struct mrs_block_info *bi = &in->blocks[b];
+
+		cli_fmt_bytes(bsize, sizeof(bsize), bi->size);
+		cli_fmt_bytes(psize, sizeof(psize), bi->page_size);
+		printf("block %s: %s, %llu pages of %s", bi->name, bsize,
+		       (unsigned long long)bi->page_count, psize);
+		if (in->complete)
+			printf(", %llu present, %llu zero", (unsigned long long)bi->pages_present,
+			       (unsigned long long)(bi->page_count - bi->pages_present));
+		printf("\n  source:   %s\n", bi->path[0] ? bi->path : "(none recorded)");
+		printf("  offsets:  bitmap 0x%llx, checksums 0x%llx, pages 0x%llx\n",
+		       (unsigned long long)bi->bitmap_offset, (unsigned long long)bi->hashes_offset,
+		       (unsigned long long)bi->pages_offset);
+	}
+	for (uint32_t r = 0; r < in->nrounds; r++) {
+		const struct mrs_round_info *ri = &in->rounds[r];
+
+		printf("round %u%s: %llu scanned, %llu dirty, %llu written, %llu zeroed, %.3f s\n",
+		       ri->number, ri->frozen ? " (frozen)" : "",
+		       (unsigned long long)ri->pages_scanned, (unsigned long long)ri->pages_dirty,
+		       (unsigned long long)ri->pages_written, (unsigned long long)ri->pages_zeroed,
+		       cli_seconds(ri->duration_ns));
+	}
+}
+
+int cmd_info(int argc, char **argv)
+{
+	struct mrs_image_info *info;
+	struct mrs_error err = {0};
+	bool json = false;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		switch (opt) {
+		case 'J':
+			json = true;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return EXIT_OK;
+		default:
+			return cli_usage_error("info", "see the options above");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(
+		    "info", optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
+		    argv[argc - 1]);
+	if (mrs_image_info(argv[optind], &info, &err))
+		return cli_fail(&err);
+	if (json)
+		print_json(argv[optind], info);
+	else
+		print_text(argv[optind], info);
+	mrs_image_info_free(info);
+	return EXIT_OK;
+}

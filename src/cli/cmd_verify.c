@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/* mrsnap verify: check every page and all metadata of an image. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "Usage: mrsnap verify [OPTIONS] IMAGE\n"
+    "Check every checksum in IMAGE: metadata, and every present page.\n"
+    "\n"
+    "  -j, --channels N    I/O channels, 1-64; default: the number of online CPUs\n"
+    "      --depth N       requests in flight per channel (default 32)\n"
+    "      --direct        O_DIRECT for reading page data\n"
+    "      --json          print the result as JSON on stdout\n"
+    "  -q, --quiet         print nothing but errors\n"
+    "      --progress      show progress even when stderr is not a terminal\n"
+    "      --no-progress   never show progress\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Prints one line per page that does not match, then a summary.\n"
+    "Exit status: 0 every page matched, 1 damaged image or mismatches, 2 usage,\n"
+    "3 the check could not be done.\n";
+
+enum { OPT_DIRECT = 256, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DEPTH };
+
+static const struct option options[] = {
+    {"channels", required_argument, NULL, 'j'},
+    {"depth", required_argument, NULL, OPT_DEPTH},
+    {"direct", no_argument, NULL, OPT_DIRECT},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"quiet", no_argument, NULL, 'q'},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void print_json(const char *image, const struct mrs_verify_report *r, int ret,
+		       const struct mrs_error *err)
+{
+	struct json j;
+
+	json_begin(&j, stdout);
+	json_str(&j, "image", image);
+	json_bool(&j, "ok", ret == 0);
+	if (ret && ret != -EBADMSG)
+		json_str(&j, "error", err->msg);
+	json_u64(&j, "channels", r->channels);
+	json_u64(&j, "pages_checked", r->pages_checked);
+	json_u64(&j, "pages_bad", r->pages_bad);
+	json_u64(&j, "bytes_read", r->bytes_read);
+	json_double(&j, "seconds", cli_seconds(r->duration_ns));
+	json_array(&j, "bad_pages");
+	for (uint64_t i = 0; i < r->pages_bad; i++) {
+		json_object(&j, NULL);
+		json_str(&j, "block", r->bad[i].block);
+		json_u64(&j, "page", r->bad[i].page);
+		json_u64(&j, "guest_offset", r->bad[i].guest_offset);
+		json_hex64(&j, "expected", r->bad[i].expected);
+		json_hex64(&j, "actual", r->bad[i].actual);
+		json_close_object(&j);
+	}
+	json_close_array(&j);
+	json_end(&j);
+}
+
+static void print_bad_pages(const char *image, const struct mrs_verify_report *r)
+{
+	for (uint64_t i = 0; i < r->pages_bad; i++)
+		cli_error("%s: block '%s' page %llu (guest offset 0x%llx): FAILED, expected "
+			  "%016llx, got %016llx",
+			  image, r->bad[i].block, (unsigned long long)r->bad[i].page,
+			  (unsigned long long)r->bad[i].guest_offset,
+			  (unsigned long long)r->bad[i].expected,
+			  (unsigned long long)r->bad[i].actual);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	struct cli_common c = {.progress = -1};
+	struct mrs_verify_report report = {0};
+	struct mrs_error err = {0};
+	const char *image;
+	int opt, ret, code;
+
+	while ((opt = getopt_long(argc, argv, "j:qh", options, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			if (!cli_parse_uint("verify", "--channels", optarg, 1, 64, &c.io.channels))
+				return EXIT_USAGE;
+			break;
+		case OPT_DEPTH:
+			if (!cli_parse_uint("verify", "--depth", optarg, 1, 1024, &c.io.depth))
+				return EXIT_USAGE;
+			break;
+		case OPT_DIRECT:
+			c.io.direct = 1;
+			break;
+		case OPT_JSON:
+			c.json = true;
+			break;
+		case 'q':
+			c.quiet = true;
+			break;
+		case OPT_PROGRESS:
+			c.progress = 1;
+			break;
+		case OPT_NO_PROGRESS:
+			c.progress = 0;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return EXIT_OK;
+		default:
+			return cli_usage_error("verify", "see the options above");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage_error(
+		    "verify", optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
+		    argv[argc - 1]);
+	image = argv[optind];
+	cli_progress_setup(&c);
+	ret = mrs_verify(image, &c.io, &report, &err);
+	cli_progress_done();
+	if (ret && ret != -EBADMSG) {
+		code = cli_report_failure(ret, &err, "");
+		if (c.json && code == EXIT_DAMAGED)
+			print_json(image, &report, ret, &err);
+		mrs_verify_report_free(&report);
+		return code;
+	}
+	if (c.json)
+		print_json(image, &report, ret, &err);
+	if (!c.quiet)
+		print_bad_pages(image, &report);
+	if (ret)
+		cli_error("%s: %llu of %llu pages did NOT match", image,
+			  (unsigned long long)report.pages_bad,
+			  (unsigned long long)report.pages_checked);
+	else if (!c.quiet && !c.json)
+		printf("%s: OK, %llu pages match their checksums\n", image,
+		       (unsigned long long)report.pages_checked);
+	mrs_verify_report_free(&report);
+	return ret ? EXIT_DAMAGED : EXIT_OK;
+}

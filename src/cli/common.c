@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/* Messages, exit codes and option parsing shared by the commands. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mrsnap: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "mrsnap%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'mrsnap%s%s --help' for more information.\n", cmd ? " " : "",
+		cmd ? cmd : "");
+	return EXIT_USAGE;
+}
+
+int cli_fail(const struct mrs_error *err)
+{
+	cli_error("%s", err->msg);
+	switch (err->code) {
+	case -EPROTO:  /* damaged or incomplete image */
+	case -EBADMSG: /* a page did not match its checksum */
+	case -ENOTSUP: /* a format version this mrsnap does not read */
+		return EXIT_DAMAGED;
+	default:
+		return EXIT_FAILED;
+	}
+}
+
+int cli_report_failure(int ret, const struct mrs_error *err, const char *after_interrupt)
+{
+	int sig = cli_interrupted();
+
+	if (ret == -ECANCELED && sig) {
+		cli_error("interrupted by %s%s", sig == SIGINT ? "SIGINT" : "SIGTERM",
+			  after_interrupt);
+		return EXIT_FAILED;
+	}
+	return cli_fail(err);
+}
+
+bool cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!*s || *s == '-')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (shift && (!strcmp(end, "iB") || !strcmp(end, "B")))
+		end += strlen(end);
+	if (*end || (shift && v > (~0ull >> shift)))
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
+
+bool cli_parse_uint(const char *cmd, const char *opt, const char *s, unsigned min, unsigned max,
+		    unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || v < min || v > max) {
+		cli_usage_error(cmd, "%s needs a whole number from %u to %u, not '%s'", opt, min,
+				max, s);
+		return false;
+	}
+	*out = (unsigned)v;
+	return true;
+}
+
+bool cli_parse_ram(const char *cmd, char *s, struct mrs_ram *ram)
+{
+	char *eq = strchr(s, '='), *opt;
+
+	memset(ram, 0, sizeof(*ram));
+	if (!eq || eq == s || !eq[1]) {
+		cli_usage_error(cmd, "--ram needs NAME=PATH, not '%s'", s);
+		return false;
+	}
+	*eq = '\0';
+	ram->name = s;
+	ram->path = eq + 1;
+	/* Only a trailing ",size=" is an option: paths may hold commas. */
+	opt = strstr(ram->path, ",size=");
+	if (opt && !strchr(opt + 6, ',')) {
+		*opt = '\0';
+		if (!cli_parse_size(opt + 6, &ram->size) || !ram->size) {
+			cli_usage_error(cmd, "bad size '%s' for --ram %s (use bytes or K, M, G, T)",
+					opt + 6, ram->name);
+			return false;
+		}
+	}
+	if (!*ram->path) {
+		cli_usage_error(cmd, "--ram %s needs a path", ram->name);
+		return false;
+	}
+	return true;
+}
+
+void cli_fmt_bytes(char *buf, size_t len, uint64_t bytes)
+{
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+double cli_seconds(uint64_t ns)
+{
+	return (double)ns / 1e9;
+}

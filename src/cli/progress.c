@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The progress line on stderr, and signals: SIGINT and SIGTERM set a flag
+ * that the progress callback hands back to the library, which then stops
+ * cleanly (removing a partial image, thawing a guest) and returns.
+ */
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static volatile sig_atomic_t interrupted;
+static bool show;
+static bool drawn;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+int cli_interrupted(void)
+{
+	return interrupted;
+}
+
+static void draw(const struct mrs_progress *p)
+{
+	char done[32], total[32], rate[32];
+	double s = cli_seconds(p->elapsed_ns);
+	double pct = p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 0;
+
+	if (!p->bytes_total) {
+		fprintf(stderr, "\r%-16s%-60s", p->phase, "");
+		drawn = true;
+		return;
+	}
+	cli_fmt_bytes(done, sizeof(done), p->bytes_done);
+	cli_fmt_bytes(total, sizeof(total), p->bytes_total);
+	cli_fmt_bytes(rate, sizeof(rate), s > 0 ? (uint64_t)((double)p->bytes_moved / s) : 0);
+	fprintf(stderr, "\r%-10s %5.1f%%  %s / %s  %s/s", p->phase, pct, done, total, rate);
+	if (p->bytes_done && p->bytes_done < p->bytes_total && s > 0.5)
+		fprintf(stderr, "  ETA %.0fs   ",
+			s * (double)(p->bytes_total - p->bytes_done) / (double)p->bytes_done);
+	else
+		fputs("            ", stderr);
+	drawn = true;
+}
+
+static int on_progress(void *ctx, const struct mrs_progress *p)
+{
+	if (show)
+		draw(p);
+	return interrupted != 0;
+}
+
+void cli_progress_setup(struct cli_common *c)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	/* A second signal of the same kind kills at once, for the impatient. */
+	sa.sa_flags = SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	show = c->progress > 0 || (c->progress < 0 && !c->quiet && isatty(STDERR_FILENO));
+	c->io.progress = on_progress;
+	c->io.progress_ctx = NULL;
+}
+
+void cli_progress_done(void)
+{
+	if (drawn)
+		fputs("\r\033[K", stderr);
+	drawn = false;
+}

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "image.h"
+
+int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned flags,
+			  struct mrs_error *err)
+{
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->path = path;
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0)
+		return mrs_err_errno(err, -errno, "cannot open '%s'", path);
+	ret = mrs_meta_read(r->fd, flags, &r->meta, err);
+	if (ret) {
+		close(r->fd);
+		r->fd = -1;
+		return mrs_err_prefix(err, "'%s'", path);
+	}
+	return 0;
+}
+
+int mrs_image_reader_blocks(struct mrs_image_reader *r, struct mrs_error *err)
+{
+	uint32_t n = r->meta.sb.block_count;
+
+	r->cb = calloc(n, sizeof(*r->cb));
+	if (!r->cb)
+		return mrs_err(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mrs_block_header *bh = &r->meta.blocks[i];
+		struct mrs_chan_block *cb = &r->cb[i];
+
+		cb->name = bh->name;
+		cb->page_size = bh->page_size;
+		cb->page_count = bh->page_count;
+		cb->pages_offset = bh->pages_offset;
+		cb->hashes = r->meta.hashes[i];
+		cb->present = malloc(bh->page_count);
+		if (!cb->present)
+			return mrs_err(err, -ENOMEM, "out of memory");
+		for (uint64_t p = 0; p < bh->page_count; p++)
+			cb->present[p] = mrs_bitmap_test(r->meta.bitmaps[i], p);
+	}
+	return 0;
+}
+
+int mrs_image_reader_channels(struct mrs_image_reader *r, const struct mrs_io_opts *io,
+			      struct mrs_chanset **cs, struct mrs_error *err)
+{
+	struct mrs_chan_config cfg = {
+	    .path = r->path,
+	    .direct = io->direct,
+	    .channels = io->channels,
+	    .depth = io->depth,
+	};
+
+	return mrs_chanset_open(cs, &cfg, r->cb, r->meta.sb.block_count, err);
+}
+
+void mrs_image_reader_close(struct mrs_image_reader *r)
+{
+	for (uint32_t i = 0; r->cb && i < r->meta.sb.block_count; i++)
+		free(r->cb[i].present);
+	free(r->cb);
+	mrs_meta_free(&r->meta);
+	if (r->fd >= 0)
+		close(r->fd);
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * An existing image opened for reading: its validated metadata, and the
+ * channel view of its blocks. Shared by restore, verify and info.
+ */
+#ifndef MRS_IMAGE_H
+#define MRS_IMAGE_H
+
+#include "channel.h"
+#include "meta.h"
+
+struct mrs_image_reader {
+	const char *path;
+	int fd; /* buffered, metadata only */
+	struct mrs_image_meta meta;
+	struct mrs_chan_block *cb; /* per block: hashes and presence from the image */
+};
+
+/* Open path and read and validate its metadata (see mrs_meta_read for flags). */
+int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned flags,
+			  struct mrs_error *err);
+
+/*
+ * Fill r->cb from the metadata (presence per page from the bitmaps); mem is
+ * left NULL for the caller to set.
+ */
+int mrs_image_reader_blocks(struct mrs_image_reader *r, struct mrs_error *err);
+
+/* Open channels reading the image. */
+int mrs_image_reader_channels(struct mrs_image_reader *r, const struct mrs_io_opts *io,
+			      struct mrs_chanset **cs, struct mrs_error *err);
+
+void mrs_image_reader_close(struct mrs_image_reader *r);
+
+/* -EPROTO and friends: the image is at fault, not the machine. */
+#endif

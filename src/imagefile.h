@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The image file's life: created under a temporary name next to its final
+ * path, published by rename once complete, removed if anything fails.
+ */
+#ifndef MRS_IMAGEFILE_H
+#define MRS_IMAGEFILE_H
+
+#include <stdbool.h>
+
+#include "mrsnap.h"
+
+struct mrs_imagefile {
+	char *path; /* where the image will be */
+	char *tmp;  /* where it is being written: DIR/.NAME.mrsnap-tmp.XXXXXX */
+	int fd;	    /* buffered fd of tmp, for metadata */
+};
+
+/* Refuse an existing path (unless force), then create the temporary file 0600. */
+int mrs_imagefile_create(struct mrs_imagefile *f, const char *path, bool force,
+			 struct mrs_error *err);
+
+/*
+ * Move the finished image into place (refusing to replace a file that
+ * appeared meanwhile, unless force) and, unless no_fsync, make the rename
+ * durable by syncing the directory.
+ */
+int mrs_imagefile_publish(struct mrs_imagefile *f, bool force, bool no_fsync,
+			  struct mrs_error *err);
+
+/* Close, and remove the temporary file if it was not published. */
+void mrs_imagefile_discard(struct mrs_imagefile *f);
+
+#endif

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/* mrs_image_info(): what an image holds, from its metadata alone. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "image.h"
+
+static void copy_block(struct mrs_block_info *out, const struct mrs_block_header *bh)
+{
+	memcpy(out->name, bh->name, sizeof(out->name));
+	memcpy(out->path, bh->path, sizeof(out->path));
+	out->size = bh->size;
+	out->page_size = bh->page_size;
+	out->page_count = bh->page_count;
+	out->pages_present = bh->pages_present;
+	out->bitmap_offset = bh->bitmap_offset;
+	out->hashes_offset = bh->hashes_offset;
+	out->pages_offset = bh->pages_offset;
+}
+
+static void copy_round(struct mrs_round_info *out, const struct mrs_round *r)
+{
+	out->number = r->number;
+	out->frozen = !!(r->flags & MRS_ROUND_FROZEN);
+	out->pages_scanned = r->pages_scanned;
+	out->pages_dirty = r->pages_dirty;
+	out->pages_written = r->pages_written;
+	out->pages_zeroed = r->pages_zeroed;
+	out->bytes_written = r->bytes_written;
+	out->duration_ns = r->duration_ns;
+}
+
+int mrs_image_info(const char *path, struct mrs_image_info **out, struct mrs_error *err)
+{
+	struct mrs_image_reader img;
+	struct mrs_image_info *info;
+	const struct mrs_image_meta *m = &img.meta;
+	struct stat st;
+	int ret;
+
+	*out = NULL;
+	ret =
+	    mrs_image_reader_open(&img, path, MRS_META_INCOMPLETE_OK | MRS_META_HEADERS_ONLY, err);
+	if (ret)
+		return ret;
+	info = calloc(1, sizeof(*info));
+	if (info) {
+		info->blocks = calloc(m->sb.block_count, sizeof(*info->blocks));
+		info->rounds = calloc(m->stream.nrounds + 1, sizeof(*info->rounds));
+	}
+	if (!info || !info->blocks || !info->rounds) {
+		mrs_image_info_free(info);
+		mrs_image_reader_close(&img);
+		return mrs_err(err, -ENOMEM, "out of memory");
+	}
+	info->version = m->sb.version;
+	info->complete = !!(m->sb.flags & MRS_SB_COMPLETE);
+	info->live = !!(m->sb.flags & MRS_SB_LIVE);
+	info->created_ns = m->sb.created_ns;
+	memcpy(info->tool_version, m->sb.tool_version, sizeof(info->tool_version));
+	info->file_size = m->file_size;
+	if (fstat(img.fd, &st) == 0)
+		info->disk_size = (uint64_t)st.st_blocks * 512;
+	info->nblocks = m->sb.block_count;
+	for (uint32_t b = 0; b < info->nblocks; b++)
+		copy_block(&info->blocks[b], &m->blocks[b]);
+	info->nrounds = m->stream.nrounds;
+	for (uint32_t r = 0; r < info->nrounds; r++)
+		copy_round(&info->rounds[r], &m->stream.rounds[r]);
+	mrs_image_reader_close(&img);
+	*out = info;
+	return 0;
+}
+
+void mrs_image_info_free(struct mrs_image_info *info)
+{
+	if (!info)
+		return;
+	free(info->blocks);
+	free(info->rounds);
+	free(info);
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <time.h>
+
+#include "error.h"
+#include "pass.h"
+
+/* Pages per job: enough to amortise queueing, small enough to balance channels. */
+#define JOB_BYTES (8u << 20)
+/* Jobs queued ahead per channel. */
+#define JOBS_AHEAD	    4u
+#define PROGRESS_MS_DEFAULT 200u
+
+uint64_t mrs_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int mrs_io_opts_resolve(const struct mrs_io_opts *in, struct mrs_io_opts *out,
+			struct mrs_error *err)
+{
+	*out = in ? *in : (struct mrs_io_opts){0};
+	if (!out->channels)
+		out->channels = mrs_default_channels();
+	if (out->channels > MRS_CHANNELS_MAX)
+		return mrs_err(err, -EINVAL, "channel count %u is not within 1..%u", out->channels,
+			       MRS_CHANNELS_MAX);
+	if (!out->depth)
+		out->depth = MRS_DEPTH_DEFAULT;
+	if (out->depth > MRS_DEPTH_MAX)
+		return mrs_err(err, -EINVAL, "queue depth %u is not within 1..%u", out->depth,
+			       MRS_DEPTH_MAX);
+	if (!out->progress_ms)
+		out->progress_ms = PROGRESS_MS_DEFAULT;
+	return 0;
+}
+
+int mrs_progress_report(const struct mrs_io_opts *io, const char *phase, uint64_t done,
+			uint64_t total, uint64_t moved, uint64_t start_ns)
+{
+	struct mrs_progress p = {phase, done, total, moved, mrs_now_ns() - start_ns};
+
+	if (io->progress && io->progress(io->progress_ctx, &p))
+		return -ECANCELED;
+	return 0;
+}
+
+/* Report progress of the pass; non-zero if the caller wants to stop. */
+static int tick(const struct mrs_pass *pass, uint64_t base_pages, uint64_t base_moved,
+		uint64_t total_pages, uint64_t page_size, uint64_t start)
+{
+	uint64_t pages, moved;
+
+	mrs_chanset_progress(pass->cs, &pages, &moved);
+	return mrs_progress_report(pass->io, pass->phase, (pages - base_pages) * page_size,
+				   total_pages * page_size, moved - base_moved, start);
+}
+
+int mrs_pass_run(const struct mrs_pass *pass, struct mrs_error *err)
+{
+	unsigned ahead = pass->channels * JOBS_AHEAD, ms = pass->io->progress_ms;
+	uint64_t base_pages, base_moved, total = 0, start = mrs_now_ns();
+	/* Progress counts pages; with mixed page sizes, bytes are approximate. */
+	uint64_t unit = pass->blocks[0].page_size;
+	int ret;
+
+	for (uint32_t b = 0; b < pass->nblocks; b++)
+		total += pass->blocks[b].page_count;
+	mrs_chanset_progress(pass->cs, &base_pages, &base_moved);
+	for (uint32_t b = 0; b < pass->nblocks; b++) {
+		const struct mrs_chan_block *cb = &pass->blocks[b];
+		uint64_t step = JOB_BYTES / cb->page_size ? JOB_BYTES / cb->page_size : 1;
+
+		for (uint64_t first = 0; first < cb->page_count; first += step) {
+			struct mrs_job job = {pass->kind, pass->flags, b, first,
+					      cb->page_count - first < step ? cb->page_count - first
+									    : step};
+
+			while (!mrs_chanset_wait_room(pass->cs, ahead, ms))
+				if (tick(pass, base_pages, base_moved, total, unit, start))
+					goto cancel;
+			ret = mrs_chanset_queue_any(pass->cs, &job, err);
+			if (ret)
+				return ret;
+		}
+	}
+	while (!mrs_chanset_wait_room(pass->cs, 0, ms))
+		if (tick(pass, base_pages, base_moved, total, unit, start))
+			goto cancel;
+	ret = mrs_chanset_sync(pass->cs, err);
+	if (!ret)
+		tick(pass, base_pages, base_moved, total, unit, start);
+	return ret;
+cancel:
+	/* The caller closes the set, which drops what is queued. */
+	return mrs_err(err, -ECANCELED, "interrupted");
+}

@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The snapshot engine: map the RAM blocks, plan the image, write every
+ * non-zero page through the channels, then the metadata, and only then mark
+ * the image complete and move it into place.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "error.h"
+#include "format.h"
+#include "imagefile.h"
+#include "meta.h"
+#include "pass.h"
+#include "ram.h"
+#include "stream.h"
+
+struct save {
+	const struct mrs_save_opts *opts;
+	struct mrs_io_opts io;
+	uint64_t start;
+
+	struct mrs_ram_map *src; /* nopen of n opened */
+	uint32_t n, nopen;
+
+	struct mrs_imagefile file;
+	struct mrs_superblock sb;
+	struct mrs_block_header *bh;
+	struct mrs_chan_block *cb;
+	struct mrs_chanset *cs;
+
+	struct mrs_stream_buf stream;
+	size_t flushed;
+	struct mrs_round_info *rounds;
+	uint32_t nrounds;
+};
+
+static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *err)
+{
+	if (n == 0 || n > MRS_MAX_BLOCKS)
+		return mrs_err(err, -EINVAL, "a snapshot takes 1 to %u RAM blocks, not %u",
+			       MRS_MAX_BLOCKS, n);
+	for (unsigned i = 0; i < n; i++) {
+		int ret = mrs_ram_check_name(ram[i].name, err);
+
+		if (ret)
+			return ret;
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(ram[i].name, ram[j].name))
+				return mrs_err(err, -EINVAL, "block name '%s' is given twice",
+					       ram[i].name);
+	}
+	return 0;
+}
+
+static int open_sources(struct save *s, const struct mrs_ram *ram, struct mrs_error *err)
+{
+	s->src = calloc(s->n, sizeof(*s->src));
+	if (!s->src)
+		return mrs_err(err, -ENOMEM, "out of memory");
+	for (; s->nopen < s->n; s->nopen++) {
+		int ret = mrs_ram_open_source(&s->src[s->nopen], &ram[s->nopen], err);
+
+		if (ret)
+			return mrs_err_prefix(err, "block '%s'", ram[s->nopen].name);
+	}
+	return 0;
+}
+
+/* Record the source's absolute path, so that restore finds it from anywhere. */
+static void record_path(struct mrs_block_header *bh, const char *path)
+{
+	char *abs = realpath(path, NULL);
+	const char *p = abs ? abs : path;
+
+	if (strlen(p) < sizeof(bh->path))
+		memcpy(bh->path, p, strlen(p) + 1);
+	free(abs);
+}
+
+static int plan_image(struct save *s, struct mrs_error *err)
+{
+	struct timespec now;
+	int ret;
+
+	s->bh = calloc(s->n, sizeof(*s->bh));
+	s->cb = calloc(s->n, sizeof(*s->cb));
+	if (!s->bh || !s->cb)
+		return mrs_err(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < s->n; i++) {
+		s->bh[i].index = i;
+		s->bh[i].size = s->src[i].size;
+		s->bh[i].page_size = (uint32_t)s->src[i].page_size;
+		memcpy(s->bh[i].name, s->src[i].name, strlen(s->src[i].name) + 1);
+		record_path(&s->bh[i], s->src[i].path);
+	}
+	s->sb.version = MRS_FORMAT_VERSION;
+	s->sb.block_count = s->n;
+	s->sb.block_table_offset = MRS_SB_AREA;
+	clock_gettime(CLOCK_REALTIME, &now);
+	s->sb.created_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	snprintf(s->sb.tool_version, sizeof(s->sb.tool_version), "mrsnap %s", mrs_version_string());
+	ret = mrs_layout_plan(s->bh, s->n, &s->sb.stream_offset, err);
+	if (ret)
+		return ret;
+	if (ftruncate(s->file.fd, (off_t)s->sb.stream_offset))
+		return mrs_err_errno(err, -errno, "cannot size '%s' to %" PRIu64 " bytes",
+				     s->file.tmp, s->sb.stream_offset);
+	/* An incomplete superblock first: a crash from here on leaves an image that says so. */
+	ret = mrs_meta_write_superblock(s->file.fd, &s->sb, err);
+	if (!ret)
+		ret = mrs_stream_append_blocks(&s->stream, s->n, s->sb.block_table_offset);
+	if (!ret)
+		ret = mrs_stream_append_eos(&s->stream);
+	return ret == -ENOMEM ? mrs_err(err, ret, "out of memory") : ret;
+}
+
+static int open_channels(struct save *s, struct mrs_error *err)
+{
+	struct mrs_chan_config cfg = {
+	    .path = s->file.tmp,
+	    .writable = true,
+	    .direct = s->io.direct,
+	    .channels = s->io.channels,
+	    .depth = s->io.depth,
+	};
+
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct mrs_chan_block *cb = &s->cb[i];
+
+		cb->name = s->bh[i].name;
+		cb->mem = s->src[i].mem;
+		cb->page_size = s->bh[i].page_size;
+		cb->page_count = s->bh[i].page_count;
+		cb->pages_offset = s->bh[i].pages_offset;
+		cb->hashes = calloc(cb->page_count, sizeof(*cb->hashes));
+		cb->present = calloc(cb->page_count, 1);
+		if (!cb->hashes || !cb->present)
+			return mrs_err(err, -ENOMEM,
+				       "out of memory for the state of %" PRIu64 " pages",
+				       cb->page_count);
+	}
+	return mrs_chanset_open(&s->cs, &cfg, s->cb, s->n, err);
+}
+
+/* One round: a pass over all pages, a sync, and its record in the stream. */
+static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_error *err)
+{
+	char phase[32];
+	struct mrs_chan_stats before, after;
+	struct mrs_round_info *ri, *grown;
+	struct mrs_round r = {0};
+	uint64_t t0 = mrs_now_ns();
+	struct mrs_pass pass = {s->cs, s->cb, s->n,   MRS_JOB_SAVE,
+				flags, phase, &s->io, s->io.channels};
+	int ret;
+
+	snprintf(phase, sizeof(phase), "round %u", s->nrounds);
+	mrs_chanset_stats(s->cs, &before);
+	ret = mrs_pass_run(&pass, err);
+	if (ret)
+		return ret;
+	mrs_chanset_stats(s->cs, &after);
+	r.number = s->nrounds;
+	r.flags = frozen ? MRS_ROUND_FROZEN : 0;
+	r.pages_scanned = after.pages_scanned - before.pages_scanned;
+	r.pages_dirty = after.pages_dirty - before.pages_dirty;
+	r.pages_written = after.pages_written - before.pages_written;
+	r.pages_zeroed = after.pages_zeroed - before.pages_zeroed;
+	r.bytes_written = after.bytes_written - before.bytes_written;
+	r.duration_ns = mrs_now_ns() - t0;
+	grown = realloc(s->rounds, (s->nrounds + 1) * sizeof(*s->rounds));
+	if (!grown)
+		return mrs_err(err, -ENOMEM, "out of memory");
+	s->rounds = grown;
+	ri = &s->rounds[s->nrounds++];
+	*ri = (struct mrs_round_info){r.number,	       frozen,		r.pages_scanned,
+				      r.pages_dirty,   r.pages_written, r.pages_zeroed,
+				      r.bytes_written, r.duration_ns};
+	if (mrs_stream_append_round(&s->stream, &r) || mrs_stream_append_eos(&s->stream))
+		return mrs_err(err, -ENOMEM, "out of memory");
+	return mrs_meta_write_stream(s->file.fd, s->sb.stream_offset, &s->stream, &s->flushed, err);
+}
+
+/* Bitmap bytes from the per-page presence the channels kept. */
+static uint8_t *make_bitmap(const struct mrs_block_header *bh, const uint8_t *present)
+{
+	uint8_t *bitmap = calloc(1, bh->bitmap_length);
+
+	if (bitmap)
+		for (uint64_t p = 0; p < bh->page_count; p++)
+			if (present[p])
+				mrs_bitmap_set(bitmap, p);
+	return bitmap;
+}
+
+static int sync_file(struct save *s, struct mrs_error *err)
+{
+	if (s->opts->no_fsync || !fsync(s->file.fd))
+		return 0;
+	return mrs_err_errno(err, -errno, "cannot sync '%s'", s->file.tmp);
+}
+
+/*
+ * Everything but the complete flag, made durable; then the flag, made
+ * durable; then the rename. A crash anywhere before the flag leaves an image
+ * every reader refuses; before the rename, nothing at the final path.
+ */
+static int finish_image(struct save *s, struct mrs_error *err)
+{
+	int ret = 0;
+
+	for (uint32_t i = 0; i < s->n && !ret; i++) {
+		uint8_t *bitmap = make_bitmap(&s->bh[i], s->cb[i].present);
+
+		if (!bitmap)
+			return mrs_err(err, -ENOMEM, "out of memory");
+		ret = mrs_meta_write_tables(s->file.fd, &s->bh[i], bitmap, s->cb[i].hashes, err);
+		free(bitmap);
+	}
+	if (!ret)
+		ret =
+		    mrs_meta_write_headers(s->file.fd, s->sb.block_table_offset, s->bh, s->n, err);
+	if (!ret && mrs_stream_append_end(&s->stream))
+		ret = mrs_err(err, -ENOMEM, "out of memory");
+	if (!ret)
+		ret = mrs_meta_write_stream(s->file.fd, s->sb.stream_offset, &s->stream,
+					    &s->flushed, err);
+	if (!ret)
+		ret = mrs_progress_report(&s->io, "fsync", 0, 0, 0, mrs_now_ns());
+	if (ret == -ECANCELED)
+		return mrs_err(err, ret, "interrupted");
+	if (!ret)
+		ret = sync_file(s, err);
+	if (ret)
+		return ret;
+	s->sb.flags |= MRS_SB_COMPLETE;
+	s->sb.stream_length = s->stream.len;
+	ret = mrs_meta_write_superblock(s->file.fd, &s->sb, err);
+	if (!ret)
+		ret = sync_file(s, err);
+	if (!ret)
+		ret = mrs_imagefile_publish(&s->file, s->opts->force, s->opts->no_fsync, err);
+	return ret;
+}
+
+static void fill_report(struct save *s, struct mrs_save_report *report)
+{
+	memset(report, 0, sizeof(*report));
+	report->channels = s->io.channels;
+	for (uint32_t i = 0; i < s->n; i++) {
+		report->pages_total += s->bh[i].page_count;
+		report->pages_present += s->bh[i].pages_present;
+	}
+	for (uint32_t r = 0; r < s->nrounds; r++)
+		report->bytes_written += s->rounds[r].bytes_written;
+	report->image_size = s->sb.stream_offset + s->stream.len;
+	report->duration_ns = mrs_now_ns() - s->start;
+	report->nrounds = s->nrounds;
+	report->rounds = s->rounds;
+	s->rounds = NULL;
+}
+
+static void cleanup(struct save *s)
+{
+	mrs_chanset_close(s->cs);
+	mrs_imagefile_discard(&s->file);
+	for (uint32_t i = 0; s->cb && i < s->n; i++) {
+		free(s->cb[i].hashes);
+		free(s->cb[i].present);
+	}
+	for (uint32_t i = 0; i < s->nopen; i++)
+		mrs_ram_close(&s->src[i]);
+	free(s->src);
+	free(s->cb);
+	free(s->bh);
+	free(s->rounds);
+	mrs_stream_buf_free(&s->stream);
+}
+
+int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
+	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
+	     struct mrs_error *err)
+{
+	static const struct mrs_save_opts defaults;
+	struct save s = {.opts = opts ? opts : &defaults, .n = nram, .start = mrs_now_ns()};
+	int ret;
+
+	s.file.fd = -1;
+	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
+	if (!ret)
+		ret = check_specs(ram, nram, err);
+	if (!ret)
+		ret = open_sources(&s, ram, err);
+	if (!ret)
+		ret = mrs_imagefile_create(&s.file, path, s.opts->force, err);
+	if (!ret)
+		ret = plan_image(&s, err);
+	if (!ret)
+		ret = open_channels(&s, err);
+	/* The guest is paused: pages go straight from its memory, in one round. */
+	if (!ret)
+		ret = run_round(&s, 0, false, err);
+	if (!ret) {
+		mrs_chanset_close(s.cs);
+		s.cs = NULL;
+		ret = finish_image(&s, err);
+	}
+	if (!ret && report)
+		fill_report(&s, report);
+	cleanup(&s);
+	return ret;
+}
+
+void mrs_save_report_free(struct mrs_save_report *report)
+{
+	free(report->rounds);
+	report->rounds = NULL;
+	report->nrounds = 0;
+}

@@ -1,0 +1,66 @@
+# Shared by the CLI tests: sourced, not run. Each test gets its own temp dir.
+set -u
+
+MRSNAP=${top_builddir:?run through make check}/mrsnap
+MKRAM=$top_builddir/tests/tools/mkram
+T=$(mktemp -d "${TMPDIR:-/tmp}/mrsnap-cli.XXXXXX")
+cleanup() { rm -rf "$T"; }
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+skip() {
+	echo "SKIP: $*" >&2
+	exit 77
+}
+
+# run CMD...: stdout to $T/out, stderr to $T/err, exit code to $rc.
+run() {
+	"$@" >"$T/out" 2>"$T/err"
+	rc=$?
+}
+
+# expect_rc N CMD...: run CMD and require exit code N.
+expect_rc() {
+	local want=$1
+	shift
+	run "$@"
+	if [ "$rc" != "$want" ]; then
+		sed 's/^/  stderr: /' "$T/err" >&2
+		fail "'$*' exited $rc, expected $want"
+	fi
+}
+
+expect_err() {
+	grep -qF -- "$1" "$T/err" || {
+		sed 's/^/  stderr: /' "$T/err" >&2
+		fail "stderr lacks '$1'"
+	}
+}
+
+expect_out() {
+	grep -qF -- "$1" "$T/out" || {
+		sed 's/^/  stdout: /' "$T/out" >&2
+		fail "stdout lacks '$1'"
+	}
+}
+
+# json_num FILE KEY: the first number after "KEY": in FILE.
+json_num() {
+	sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p" "$1" | head -n 1
+}
+
+# flip_byte FILE OFFSET: change one byte in place.
+flip_byte() {
+	local old
+	old=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	printf "\\$(printf '%03o' $(((old + 1) % 256)))" |
+		dd of="$1" bs=1 seek="$2" count=1 conv=notrunc status=none
+}
+
+mode_of() {
+	stat -c %a "$1"
+}
