@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdbool.h>
 #include <time.h>
 
 #include "error.h"
@@ -48,28 +49,38 @@ int mrs_progress_report(const struct mrs_io_opts *io, const char *phase, uint64_
 	return 0;
 }
 
-/* Report progress of the pass; non-zero if the caller wants to stop. */
-static int tick(const struct mrs_pass *pass, uint64_t base_pages, uint64_t base_moved,
-		uint64_t total_pages, uint64_t page_size, uint64_t start)
-{
-	uint64_t pages, moved;
+/* Where a pass stands, for progress reports. */
+struct ticker {
+	const struct mrs_pass *pass;
+	uint64_t base_pages, base_moved; /* the channel set's counters when the pass began */
+	uint64_t total_pages;
+	uint64_t unit; /* progress counts pages; with mixed page sizes bytes are approximate */
+	uint64_t start, last;
+};
 
-	mrs_chanset_progress(pass->cs, &pages, &moved);
-	return mrs_progress_report(pass->io, pass->phase, (pages - base_pages) * page_size,
-				   total_pages * page_size, moved - base_moved, start);
+/* Report progress if it is time (or if forced); non-zero if the caller wants to stop. */
+static int tick(struct ticker *t, bool force)
+{
+	uint64_t pages, moved, now = mrs_now_ns();
+
+	if (!force && now - t->last < (uint64_t)t->pass->io->progress_ms * 1000000ull)
+		return 0;
+	t->last = now;
+	mrs_chanset_progress(t->pass->cs, &pages, &moved);
+	return mrs_progress_report(t->pass->io, t->pass->phase, (pages - t->base_pages) * t->unit,
+				   t->total_pages * t->unit, moved - t->base_moved, t->start);
 }
 
 int mrs_pass_run(const struct mrs_pass *pass, struct mrs_error *err)
 {
 	unsigned ahead = pass->channels * JOBS_AHEAD, ms = pass->io->progress_ms;
-	uint64_t base_pages, base_moved, total = 0, start = mrs_now_ns();
-	/* Progress counts pages; with mixed page sizes, bytes are approximate. */
-	uint64_t unit = pass->blocks[0].page_size;
+	struct ticker t = {.pass = pass, .unit = pass->blocks[0].page_size};
 	int ret;
 
+	t.start = t.last = mrs_now_ns();
 	for (uint32_t b = 0; b < pass->nblocks; b++)
-		total += pass->blocks[b].page_count;
-	mrs_chanset_progress(pass->cs, &base_pages, &base_moved);
+		t.total_pages += pass->blocks[b].page_count;
+	mrs_chanset_progress(pass->cs, &t.base_pages, &t.base_moved);
 	for (uint32_t b = 0; b < pass->nblocks; b++) {
 		const struct mrs_chan_block *cb = &pass->blocks[b];
 		uint64_t step = JOB_BYTES / cb->page_size ? JOB_BYTES / cb->page_size : 1;
@@ -78,21 +89,24 @@ int mrs_pass_run(const struct mrs_pass *pass, struct mrs_error *err)
 			struct mrs_job job = {pass->kind, pass->flags, b, first,
 					      cb->page_count - first < step ? cb->page_count - first
 									    : step};
+			bool room;
 
-			while (!mrs_chanset_wait_room(pass->cs, ahead, ms))
-				if (tick(pass, base_pages, base_moved, total, unit, start))
+			do {
+				room = mrs_chanset_wait_room(pass->cs, ahead, ms);
+				if (tick(&t, false))
 					goto cancel;
+			} while (!room);
 			ret = mrs_chanset_queue_any(pass->cs, &job, err);
 			if (ret)
 				return ret;
 		}
 	}
 	while (!mrs_chanset_wait_room(pass->cs, 0, ms))
-		if (tick(pass, base_pages, base_moved, total, unit, start))
+		if (tick(&t, false))
 			goto cancel;
 	ret = mrs_chanset_sync(pass->cs, err);
 	if (!ret)
-		tick(pass, base_pages, base_moved, total, unit, start);
+		tick(&t, true);
 	return ret;
 cancel:
 	/* The caller closes the set, which drops what is queued. */

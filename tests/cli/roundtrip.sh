@@ -61,6 +61,13 @@ grep -q '"pages_read"' "$T/out" || fail "restore --json lacks pages_read"
 expect_rc 0 "$MRSNAP" verify --json "$T/vm.img"
 grep -q '"ok": true' "$T/out" || fail "verify --json does not say ok"
 
+# --progress draws on stderr even when it is not a terminal; by default it does not.
+expect_rc 0 "$MRSNAP" snapshot --force --progress "$T/vm.img" --ram pc.ram="$T/a.ram"
+expect_err "round 0"
+expect_err "100.0%"
+expect_rc 0 "$MRSNAP" verify "$T/vm.img"
+[ -s "$T/err" ] && fail "progress was drawn on a stderr that is not a terminal"
+
 # ,size= takes the first bytes of a larger file.
 expect_rc 0 "$MRSNAP" snapshot --force "$T/vm.img" --ram pc.ram="$T/a.ram,size=1M"
 expect_rc 0 "$MRSNAP" info --json "$T/vm.img"
