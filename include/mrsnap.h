@@ -87,13 +87,72 @@ struct mrs_round_info {
 };
 
 /* ------------------------------------------------------------------------ */
+/* Freezing the guest                                                       */
+
+/*
+ * A way to stop the guest from changing its memory, and to let it go on.
+ * freeze returns only once the guest is really stopped. Both return 0 or a
+ * negative errno with a message in err.
+ */
+struct mrs_freezer_ops {
+	const char *name; /* "process", "cgroup", "command", ... */
+	int (*freeze)(void *ctx, struct mrs_error *err);
+	int (*thaw)(void *ctx, struct mrs_error *err);
+	void (*destroy)(void *ctx); /* may be NULL */
+};
+
+struct mrs_freezer;
+
+/* A freezer from your own ops (ctx is passed to them, and destroyed with it). */
+int mrs_freezer_new(struct mrs_freezer **out, const struct mrs_freezer_ops *ops, void *ctx,
+		    struct mrs_error *err);
+/* SIGSTOP every process, then wait until all their threads show as stopped; SIGCONT to thaw. */
+int mrs_freezer_new_pids(struct mrs_freezer **out, const int *pids, unsigned npids,
+			 struct mrs_error *err);
+/* A cgroup: v2 cgroup.freeze (waiting for "frozen 1" in cgroup.events) or v1 freezer.state. */
+int mrs_freezer_new_cgroup(struct mrs_freezer **out, const char *dir, struct mrs_error *err);
+/* Two commands run through /bin/sh; a non-zero exit of either is a failure. */
+int mrs_freezer_new_commands(struct mrs_freezer **out, const char *freeze_cmd, const char *thaw_cmd,
+			     struct mrs_error *err);
+int mrs_freezer_freeze(struct mrs_freezer *f, struct mrs_error *err);
+int mrs_freezer_thaw(struct mrs_freezer *f, struct mrs_error *err);
+void mrs_freezer_free(struct mrs_freezer *f);
+
+/* ------------------------------------------------------------------------ */
 /* Snapshot                                                                 */
 
 struct mrs_save_opts {
 	struct mrs_io_opts io;
 	int force;    /* replace an existing image (or a symlink at its path, not its target) */
 	int no_fsync; /* skip fsync: faster, but a power loss can leave a damaged image */
+
+	/*
+	 * Freezers: non-live, the guest is frozen for the whole pass; live, for
+	 * the final round only. Thawed on every way out, error or cancel too.
+	 */
+	struct mrs_freezer *const *freezers;
+	unsigned nfreezers;
+
+	/*
+	 * Live: copy memory in rounds while the guest runs (each round writes
+	 * the pages whose content changed), then freeze for a final round.
+	 * Needs at least one freezer.
+	 */
+	int live;
+	unsigned downtime_ms; /* target for the frozen round; default 300 */
+	unsigned max_rounds;  /* all rounds, the frozen one included; default 30, at least 2 */
 };
+
+/* Why the live rounds ended. */
+enum mrs_stop_reason {
+	MRS_STOP_NOT_LIVE,    /* a non-live snapshot: one round */
+	MRS_STOP_CONVERGED,   /* the last round's dirty bytes fit the downtime target */
+	MRS_STOP_MAX_ROUNDS,  /* the round limit was reached */
+	MRS_STOP_NO_PROGRESS, /* the dirty set stopped shrinking */
+};
+
+/* "not-live", "converged", "max-rounds", "no-progress". */
+const char *mrs_stop_reason_name(enum mrs_stop_reason reason);
 
 struct mrs_save_report {
 	unsigned channels;	/* channels used */
@@ -104,11 +163,14 @@ struct mrs_save_report {
 	uint64_t duration_ns;	/* from start to the image in place */
 	uint32_t nrounds;
 	struct mrs_round_info *rounds; /* nrounds of them; free with mrs_save_report_free() */
+	enum mrs_stop_reason stop_reason;
+	uint64_t downtime_ns; /* from the start of freezing to the end of thawing; 0 if none */
 };
 
 /*
- * Write the RAM blocks into a new image at path. The guest must not change
- * its memory meanwhile (it is paused or frozen). The image is written under a
+ * Write the RAM blocks into a new image at path. Non-live, the guest must
+ * not change its memory meanwhile: it is paused, or frozen by the freezers
+ * in opts. Live, it runs until the final round. The image is written under a
  * temporary name in the same directory, mode 0600, and renamed into place
  * only once it is complete and durable; on failure nothing is left behind.
  * An existing file (or symlink) at path is an error (-EEXIST) unless force.

@@ -16,6 +16,7 @@
 #include "channel.h"
 #include "error.h"
 #include "format.h"
+#include "freeze.h"
 #include "imagefile.h"
 #include "meta.h"
 #include "pass.h"
@@ -40,7 +41,12 @@ struct save {
 	size_t flushed;
 	struct mrs_round_info *rounds;
 	uint32_t nrounds;
+	enum mrs_stop_reason stop_reason;
+	uint64_t frozen_at, downtime_ns; /* frozen_at: 0 while the guest runs */
 };
+
+#define DOWNTIME_MS_DEFAULT 300u
+#define MAX_ROUNDS_DEFAULT  30u
 
 static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *err)
 {
@@ -57,6 +63,15 @@ static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *
 				return mrs_err(err, -EINVAL, "block name '%s' is given twice",
 					       ram[i].name);
 	}
+	return 0;
+}
+
+static int check_live_opts(const struct mrs_save_opts *o, struct mrs_error *err)
+{
+	if (o->live && !o->nfreezers)
+		return mrs_err(err, -EINVAL, "a live snapshot needs a way to freeze the guest");
+	if (o->live && o->max_rounds == 1)
+		return mrs_err(err, -EINVAL, "a live snapshot takes at least 2 rounds");
 	return 0;
 }
 
@@ -102,6 +117,7 @@ static int plan_image(struct save *s, struct mrs_error *err)
 		record_path(&s->bh[i], s->src[i].path);
 	}
 	s->sb.version = MRS_FORMAT_VERSION;
+	s->sb.flags = s->opts->live ? MRS_SB_LIVE : 0;
 	s->sb.block_count = s->n;
 	s->sb.block_table_offset = MRS_SB_AREA;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -189,6 +205,117 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	return mrs_meta_write_stream(s->file.fd, s->sb.stream_offset, &s->stream, &s->flushed, err);
 }
 
+/* Freeze the guest, and note when, for the downtime. */
+static int freeze(struct save *s, struct mrs_error *err)
+{
+	int ret;
+
+	s->frozen_at = mrs_now_ns();
+	ret = mrs_freeze_all(s->opts->freezers, s->opts->nfreezers, err);
+	if (ret)
+		return mrs_err_prefix(err, "cannot freeze the guest");
+	/* A signal that came while freezing stops us here, before any work. */
+	ret = mrs_progress_report(&s->io, "frozen", 0, 0, 0, s->frozen_at);
+	return ret ? mrs_err(err, ret, "interrupted") : 0;
+}
+
+/* Thaw if frozen; every way out of save passes here. */
+static int thaw(struct save *s, struct mrs_error *err)
+{
+	int ret;
+
+	if (!s->frozen_at)
+		return 0;
+	ret = mrs_thaw_all(s->opts->freezers, s->opts->nfreezers, err);
+	s->downtime_ns = mrs_now_ns() - s->frozen_at;
+	s->frozen_at = 0;
+	return ret ? mrs_err_prefix(err, "cannot thaw the guest") : 0;
+}
+
+/* Non-live: one round from the guest's memory, frozen throughout if asked. */
+static int save_paused(struct save *s, struct mrs_error *err)
+{
+	bool frozen = s->opts->nfreezers > 0;
+	int ret = frozen ? freeze(s, err) : 0;
+
+	s->stop_reason = MRS_STOP_NOT_LIVE;
+	if (!ret)
+		ret = run_round(s, 0, frozen, err);
+	if (frozen) {
+		struct mrs_error terr;
+		int tret = thaw(s, &terr);
+
+		if (!ret && tret) {
+			*err = terr;
+			ret = tret;
+		}
+	}
+	return ret;
+}
+
+/*
+ * Whether the live rounds should end after the round just run, and why.
+ * Round 0 wrote everything, so the dirty set can only be compared from
+ * round 2 on.
+ */
+static bool rounds_done(struct save *s, uint64_t live_bytes, uint64_t live_ns, uint64_t prev_dirty)
+{
+	const struct mrs_round_info *last = &s->rounds[s->nrounds - 1];
+	unsigned max_rounds = s->opts->max_rounds ? s->opts->max_rounds : MAX_ROUNDS_DEFAULT;
+	unsigned downtime_ms = s->opts->downtime_ms ? s->opts->downtime_ms : DOWNTIME_MS_DEFAULT;
+	double rate = live_ns ? (double)live_bytes / (double)live_ns : 0; /* bytes per ns */
+
+	if (s->nrounds + 1 >= max_rounds) {
+		s->stop_reason = MRS_STOP_MAX_ROUNDS;
+		return true;
+	}
+	if ((double)last->bytes_written <= rate * (double)downtime_ms * 1e6) {
+		s->stop_reason = MRS_STOP_CONVERGED;
+		return true;
+	}
+	if (s->nrounds >= 3 && last->bytes_written >= prev_dirty) {
+		s->stop_reason = MRS_STOP_NO_PROGRESS;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Live: rounds while the guest runs, each copying a page into a channel
+ * buffer and hashing the copy before writing it (DESIGN.md, A-B-A), then
+ * freeze, one final round straight from memory, thaw.
+ */
+static int save_live(struct save *s, struct mrs_error *err)
+{
+	uint64_t live_bytes = 0, live_ns = 0, prev_dirty = UINT64_MAX;
+	struct mrs_error terr;
+	int ret, tret;
+
+	do {
+		const struct mrs_round_info *last;
+
+		ret = run_round(s, MRS_JOB_COPY | (s->nrounds ? MRS_JOB_CHANGED_ONLY : 0), false,
+				err);
+		if (ret)
+			return ret;
+		last = &s->rounds[s->nrounds - 1];
+		live_bytes += last->bytes_written;
+		live_ns += last->duration_ns;
+		if (rounds_done(s, live_bytes, live_ns, prev_dirty))
+			break;
+		prev_dirty = last->bytes_written;
+	} while (1);
+	ret = freeze(s, err);
+	if (!ret)
+		ret = run_round(s, MRS_JOB_CHANGED_ONLY, true, err);
+	tret = thaw(s, &terr);
+	if (!ret && tret) {
+		*err = terr;
+		ret = tret;
+	}
+	return ret;
+}
+
 /* Bitmap bytes from the per-page presence the channels kept. */
 static uint8_t *make_bitmap(const struct mrs_block_header *bh, const uint8_t *present)
 {
@@ -265,6 +392,8 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	report->duration_ns = mrs_now_ns() - s->start;
 	report->nrounds = s->nrounds;
 	report->rounds = s->rounds;
+	report->stop_reason = s->stop_reason;
+	report->downtime_ns = s->downtime_ns;
 	s->rounds = NULL;
 }
 
@@ -296,6 +425,8 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	s.file.fd = -1;
 	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
 	if (!ret)
+		ret = check_live_opts(s.opts, err);
+	if (!ret)
 		ret = check_specs(ram, nram, err);
 	if (!ret)
 		ret = open_sources(&s, ram, err);
@@ -305,9 +436,10 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 		ret = plan_image(&s, err);
 	if (!ret)
 		ret = open_channels(&s, err);
-	/* The guest is paused: pages go straight from its memory, in one round. */
 	if (!ret)
-		ret = run_round(&s, 0, false, err);
+		ret = s.opts->live ? save_live(&s, err) : save_paused(&s, err);
+	/* Whatever failed, the guest does not stay frozen. */
+	thaw(&s, NULL);
 	if (!ret) {
 		mrs_chanset_close(s.cs);
 		s.cs = NULL;
@@ -324,4 +456,18 @@ void mrs_save_report_free(struct mrs_save_report *report)
 	free(report->rounds);
 	report->rounds = NULL;
 	report->nrounds = 0;
+}
+
+const char *mrs_stop_reason_name(enum mrs_stop_reason reason)
+{
+	switch (reason) {
+	case MRS_STOP_CONVERGED:
+		return "converged";
+	case MRS_STOP_MAX_ROUNDS:
+		return "max-rounds";
+	case MRS_STOP_NO_PROGRESS:
+		return "no-progress";
+	default:
+		return "not-live";
+	}
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* mrsnap snapshot: write RAM blocks into a new image. */
+/* mrsnap snapshot: write RAM blocks into a new image, paused, frozen or live. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +8,8 @@
 
 static const char usage[] =
     "Usage: mrsnap snapshot [OPTIONS] IMAGE --ram NAME=PATH[,size=BYTES] [--ram ...]\n"
-    "Write the RAM of a paused virtual machine into a new image file.\n"
+    "Write the RAM of a virtual machine into a new image file: paused (the default),\n"
+    "frozen by mrsnap for the whole pass, or live, frozen only for a final round.\n"
     "\n"
     "  --ram NAME=PATH     a RAM block and the file or block device behind it;\n"
     "                      ,size=BYTES uses only the first BYTES (K, M, G, T suffixes)\n"
@@ -24,8 +25,20 @@ static const char usage[] =
     "      --no-progress   never show progress\n"
     "  -h, --help          show this help\n"
     "\n"
+    "Freezing the guest (any of them, together):\n"
+    "      --freeze-pid PID    SIGSTOP/SIGCONT a process (repeatable)\n"
+    "      --freeze-cgroup DIR freeze a cgroup (v2 cgroup.freeze or v1 freezer)\n"
+    "      --freeze-cmd CMD    run CMD through /bin/sh to freeze ...\n"
+    "      --thaw-cmd CMD      ... and CMD to thaw (both or neither)\n"
+    "Live snapshots (need a freeze option):\n"
+    "      --live              copy memory in rounds while the guest runs\n"
+    "      --downtime MS       end the rounds once the last round's data could be\n"
+    "                          written within MS milliseconds (default 300)\n"
+    "      --max-rounds N      at most N rounds, the frozen one included (default 30)\n"
+    "\n"
     "The image is written to a temporary file next to IMAGE (mode 0600) and renamed\n"
-    "into place once complete. Exit status: 0 ok, 2 usage, 3 failed. See mrsnap(1).\n";
+    "into place once complete. A frozen guest is thawed whatever happens.\n"
+    "Exit status: 0 ok, 2 usage, 3 failed. See mrsnap(1).\n";
 
 enum {
 	OPT_DIRECT = 256,
@@ -35,7 +48,14 @@ enum {
 	OPT_PROGRESS,
 	OPT_NO_PROGRESS,
 	OPT_RAM,
-	OPT_DEPTH
+	OPT_DEPTH,
+	OPT_LIVE,
+	OPT_DOWNTIME,
+	OPT_MAX_ROUNDS,
+	OPT_FREEZE_PID,
+	OPT_FREEZE_CGROUP,
+	OPT_FREEZE_CMD,
+	OPT_THAW_CMD,
 };
 
 static const struct option options[] = {
@@ -49,44 +69,193 @@ static const struct option options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"live", no_argument, NULL, OPT_LIVE},
+    {"downtime", required_argument, NULL, OPT_DOWNTIME},
+    {"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
+    {"freeze-pid", required_argument, NULL, OPT_FREEZE_PID},
+    {"freeze-cgroup", required_argument, NULL, OPT_FREEZE_CGROUP},
+    {"freeze-cmd", required_argument, NULL, OPT_FREEZE_CMD},
+    {"thaw-cmd", required_argument, NULL, OPT_THAW_CMD},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
-static void print_json(const char *image, const struct mrs_ram *ram, unsigned nram,
-		       const struct mrs_save_report *r, const struct cli_common *c)
+/* What the command line asked for. */
+struct args {
+	struct cli_common c;
+	struct mrs_save_opts opts;
+	const char *image;
+	struct mrs_ram *ram;
+	unsigned nram;
+	int *pids;
+	unsigned npids;
+	const char *cgroup, *freeze_cmd, *thaw_cmd;
+	struct mrs_freezer *freezers[3];
+	unsigned nfreezers;
+};
+
+static bool add_ram(struct args *a, char *spec)
+{
+	if (!cli_parse_ram("snapshot", spec, &a->ram[a->nram]))
+		return false;
+	for (unsigned i = 0; i < a->nram; i++)
+		if (!strcmp(a->ram[i].name, a->ram[a->nram].name)) {
+			cli_usage_error("snapshot", "block name '%s' is given twice",
+					a->ram[i].name);
+			return false;
+		}
+	a->nram++;
+	return true;
+}
+
+/* One option; false (after a message) on a usage error. */
+static bool parse_option(struct args *a, int opt)
+{
+	unsigned v;
+
+	switch (opt) {
+	case OPT_RAM:
+		return add_ram(a, optarg);
+	case 'j':
+		return cli_parse_uint("snapshot", "--channels", optarg, 1, 64, &a->c.io.channels);
+	case OPT_DEPTH:
+		return cli_parse_uint("snapshot", "--depth", optarg, 1, 1024, &a->c.io.depth);
+	case OPT_DOWNTIME:
+		return cli_parse_uint("snapshot", "--downtime", optarg, 1, 3600000,
+				      &a->opts.downtime_ms);
+	case OPT_MAX_ROUNDS:
+		return cli_parse_uint("snapshot", "--max-rounds", optarg, 2, 100000,
+				      &a->opts.max_rounds);
+	case OPT_FREEZE_PID:
+		if (!cli_parse_uint("snapshot", "--freeze-pid", optarg, 1, 0x7fffffff, &v))
+			return false;
+		a->pids[a->npids++] = (int)v;
+		return true;
+	case OPT_FREEZE_CGROUP:
+		a->cgroup = optarg;
+		return true;
+	case OPT_FREEZE_CMD:
+		a->freeze_cmd = optarg;
+		return true;
+	case OPT_THAW_CMD:
+		a->thaw_cmd = optarg;
+		return true;
+	case OPT_LIVE:
+		a->opts.live = 1;
+		return true;
+	case OPT_DIRECT:
+		a->c.io.direct = 1;
+		return true;
+	case OPT_FORCE:
+		a->opts.force = 1;
+		return true;
+	case OPT_NO_FSYNC:
+		a->opts.no_fsync = 1;
+		return true;
+	case OPT_JSON:
+		a->c.json = true;
+		return true;
+	case 'q':
+		a->c.quiet = true;
+		return true;
+	case OPT_PROGRESS:
+		a->c.progress = 1;
+		return true;
+	case OPT_NO_PROGRESS:
+		a->c.progress = 0;
+		return true;
+	default:
+		cli_usage_error("snapshot", "see the options above");
+		return false;
+	}
+}
+
+/* Checks across options, once all are read. */
+static bool check_args(struct args *a, int argc, char **argv)
+{
+	if (optind + 1 != argc) {
+		cli_usage_error("snapshot",
+				optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
+				argv[argc - 1]);
+		return false;
+	}
+	a->image = argv[optind];
+	if (!a->nram) {
+		cli_usage_error("snapshot", "give at least one --ram NAME=PATH");
+		return false;
+	}
+	if (!a->freeze_cmd != !a->thaw_cmd) {
+		cli_usage_error("snapshot", "--freeze-cmd and --thaw-cmd go together");
+		return false;
+	}
+	if (a->opts.live && !a->npids && !a->cgroup && !a->freeze_cmd) {
+		cli_usage_error("snapshot", "--live needs a way to freeze the guest for the final "
+					    "round: --freeze-pid, --freeze-cgroup or --freeze-cmd");
+		return false;
+	}
+	if (!a->opts.live && (a->opts.downtime_ms || a->opts.max_rounds)) {
+		cli_usage_error("snapshot", "--downtime and --max-rounds are for --live");
+		return false;
+	}
+	return true;
+}
+
+static int make_freezers(struct args *a, struct mrs_error *err)
+{
+	int ret = 0;
+
+	if (a->npids)
+		ret = mrs_freezer_new_pids(&a->freezers[a->nfreezers++], a->pids, a->npids, err);
+	if (!ret && a->cgroup)
+		ret = mrs_freezer_new_cgroup(&a->freezers[a->nfreezers++], a->cgroup, err);
+	if (!ret && a->freeze_cmd)
+		ret = mrs_freezer_new_commands(&a->freezers[a->nfreezers++], a->freeze_cmd,
+					       a->thaw_cmd, err);
+	a->opts.freezers = a->freezers;
+	a->opts.nfreezers = a->nfreezers;
+	return ret;
+}
+
+static void json_rounds(struct json *j, const struct mrs_save_report *r)
+{
+	json_array(j, "rounds");
+	for (uint32_t i = 0; i < r->nrounds; i++) {
+		const struct mrs_round_info *ri = &r->rounds[i];
+
+		json_object(j, NULL);
+		json_u64(j, "round", ri->number);
+		json_bool(j, "frozen", ri->frozen);
+		json_u64(j, "pages_scanned", ri->pages_scanned);
+		json_u64(j, "pages_dirty", ri->pages_dirty);
+		json_u64(j, "pages_written", ri->pages_written);
+		json_u64(j, "pages_zeroed", ri->pages_zeroed);
+		json_u64(j, "bytes_written", ri->bytes_written);
+		json_double(j, "seconds", cli_seconds(ri->duration_ns));
+		json_close_object(j);
+	}
+	json_close_array(j);
+}
+
+static void print_json(const struct args *a, const struct mrs_save_report *r)
 {
 	struct json j;
 
 	json_begin(&j, stdout);
-	json_str(&j, "image", image);
-	json_bool(&j, "live", false);
+	json_str(&j, "image", a->image);
+	json_bool(&j, "live", a->opts.live);
 	json_u64(&j, "channels", r->channels);
-	json_bool(&j, "direct", c->io.direct);
+	json_bool(&j, "direct", a->c.io.direct);
 	json_array(&j, "blocks");
-	for (unsigned i = 0; i < nram; i++) {
+	for (unsigned i = 0; i < a->nram; i++) {
 		json_object(&j, NULL);
-		json_str(&j, "name", ram[i].name);
-		json_str(&j, "path", ram[i].path);
+		json_str(&j, "name", a->ram[i].name);
+		json_str(&j, "path", a->ram[i].path);
 		json_close_object(&j);
 	}
 	json_close_array(&j);
-	json_array(&j, "rounds");
-	for (uint32_t i = 0; i < r->nrounds; i++) {
-		const struct mrs_round_info *ri = &r->rounds[i];
-
-		json_object(&j, NULL);
-		json_u64(&j, "round", ri->number);
-		json_bool(&j, "frozen", ri->frozen);
-		json_u64(&j, "pages_scanned", ri->pages_scanned);
-		json_u64(&j, "pages_dirty", ri->pages_dirty);
-		json_u64(&j, "pages_written", ri->pages_written);
-		json_u64(&j, "pages_zeroed", ri->pages_zeroed);
-		json_u64(&j, "bytes_written", ri->bytes_written);
-		json_double(&j, "seconds", cli_seconds(ri->duration_ns));
-		json_close_object(&j);
-	}
-	json_close_array(&j);
+	json_rounds(&j, r);
+	json_str(&j, "stop_reason", mrs_stop_reason_name(r->stop_reason));
+	json_double(&j, "downtime_seconds", cli_seconds(r->downtime_ns));
 	json_u64(&j, "pages_total", r->pages_total);
 	json_u64(&j, "pages_present", r->pages_present);
 	json_u64(&j, "pages_zero", r->pages_total - r->pages_present);
@@ -96,112 +265,71 @@ static void print_json(const char *image, const struct mrs_ram *ram, unsigned nr
 	json_end(&j);
 }
 
-static void print_summary(const char *image, unsigned nram, const struct mrs_save_report *r)
+static void print_summary(const struct args *a, const struct mrs_save_report *r)
 {
 	char written[32], rate[32];
 	double s = cli_seconds(r->duration_ns);
 
 	cli_fmt_bytes(written, sizeof(written), r->bytes_written);
 	cli_fmt_bytes(rate, sizeof(rate), s > 0 ? (uint64_t)((double)r->bytes_written / s) : 0);
-	printf("%s: %u block%s, %llu pages, %llu written (%s), %llu zero, %.2f s, %s/s\n", image,
-	       nram, nram == 1 ? "" : "s", (unsigned long long)r->pages_total,
-	       (unsigned long long)r->pages_present, written,
-	       (unsigned long long)(r->pages_total - r->pages_present), s, rate);
+	printf("%s: %u block%s, %llu pages, %llu present, %llu zero; wrote %s in %.2f s, %s/s\n",
+	       a->image, a->nram, a->nram == 1 ? "" : "s", (unsigned long long)r->pages_total,
+	       (unsigned long long)r->pages_present,
+	       (unsigned long long)(r->pages_total - r->pages_present), written, s, rate);
+	if (a->opts.live)
+		printf("%s: live: %u rounds (%s), downtime %.1f ms\n", a->image, r->nrounds,
+		       mrs_stop_reason_name(r->stop_reason), cli_seconds(r->downtime_ns) * 1e3);
+	else if (a->nfreezers)
+		printf("%s: guest frozen for %.1f ms\n", a->image,
+		       cli_seconds(r->downtime_ns) * 1e3);
+}
+
+static int run(struct args *a)
+{
+	struct mrs_save_report report;
+	struct mrs_error err = {0};
+	int ret = make_freezers(a, &err);
+
+	if (ret)
+		return cli_fail(&err);
+	cli_progress_setup(&a->c);
+	a->opts.io = a->c.io;
+	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
+	cli_progress_done();
+	if (ret)
+		return cli_report_failure(ret, &err, "; no image was written");
+	if (a->c.json)
+		print_json(a, &report);
+	else if (!a->c.quiet)
+		print_summary(a, &report);
+	mrs_save_report_free(&report);
+	return EXIT_OK;
 }
 
 int cmd_snapshot(int argc, char **argv)
 {
-	struct cli_common c = {.progress = -1};
-	struct mrs_save_opts opts = {0};
-	struct mrs_save_report report;
-	struct mrs_error err = {0};
-	struct mrs_ram *ram = calloc((size_t)argc, sizeof(*ram));
-	unsigned nram = 0;
-	const char *image;
-	int opt, ret;
+	struct args a = {.c.progress = -1};
+	int opt, code = EXIT_USAGE;
 
-	if (!ram)
-		return EXIT_FAILED;
+	a.ram = calloc((size_t)argc, sizeof(*a.ram));
+	a.pids = calloc((size_t)argc, sizeof(*a.pids));
+	if (!a.ram || !a.pids)
+		goto out;
 	while ((opt = getopt_long(argc, argv, "j:qh", options, NULL)) != -1) {
-		switch (opt) {
-		case OPT_RAM:
-			if (!cli_parse_ram("snapshot", optarg, &ram[nram]))
-				goto usage;
-			for (unsigned i = 0; i < nram; i++)
-				if (!strcmp(ram[i].name, ram[nram].name)) {
-					cli_usage_error("snapshot",
-							"block name '%s' is given twice",
-							ram[i].name);
-					goto usage;
-				}
-			nram++;
-			break;
-		case 'j':
-			if (!cli_parse_uint("snapshot", "--channels", optarg, 1, 64,
-					    &c.io.channels))
-				goto usage;
-			break;
-		case OPT_DEPTH:
-			if (!cli_parse_uint("snapshot", "--depth", optarg, 1, 1024, &c.io.depth))
-				goto usage;
-			break;
-		case OPT_DIRECT:
-			c.io.direct = 1;
-			break;
-		case OPT_FORCE:
-			opts.force = 1;
-			break;
-		case OPT_NO_FSYNC:
-			opts.no_fsync = 1;
-			break;
-		case OPT_JSON:
-			c.json = true;
-			break;
-		case 'q':
-			c.quiet = true;
-			break;
-		case OPT_PROGRESS:
-			c.progress = 1;
-			break;
-		case OPT_NO_PROGRESS:
-			c.progress = 0;
-			break;
-		case 'h':
+		if (opt == 'h') {
 			fputs(usage, stdout);
-			free(ram);
-			return EXIT_OK;
-		default:
-			cli_usage_error("snapshot", "see the options above");
-			goto usage;
+			code = EXIT_OK;
+			goto out;
 		}
+		if (!parse_option(&a, opt))
+			goto out;
 	}
-	if (optind + 1 != argc) {
-		cli_usage_error("snapshot",
-				optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
-				argv[argc - 1]);
-		goto usage;
-	}
-	if (!nram) {
-		cli_usage_error("snapshot", "give at least one --ram NAME=PATH");
-		goto usage;
-	}
-	image = argv[optind];
-	cli_progress_setup(&c);
-	opts.io = c.io;
-	ret = mrs_save(image, ram, nram, &opts, &report, &err);
-	cli_progress_done();
-	if (ret) {
-		free(ram);
-		return cli_report_failure(ret, &err, "; no image was written");
-	}
-	if (c.json)
-		print_json(image, ram, nram, &report, &c);
-	else if (!c.quiet)
-		print_summary(image, nram, &report);
-	mrs_save_report_free(&report);
-	free(ram);
-	return EXIT_OK;
-usage:
-	free(ram);
-	return EXIT_USAGE;
+	if (check_args(&a, argc, argv))
+		code = run(&a);
+out:
+	for (unsigned i = 0; i < a.nfreezers; i++)
+		mrs_freezer_free(a.freezers[i]);
+	free(a.ram);
+	free(a.pids);
+	return code;
 }

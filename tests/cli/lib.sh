@@ -3,8 +3,22 @@ set -u
 
 MRSNAP=${top_builddir:?run through make check}/mrsnap
 MKRAM=$top_builddir/tests/tools/mkram
+GUEST=$top_builddir/tests/tools/guest
 T=$(mktemp -d "${TMPDIR:-/tmp}/mrsnap-cli.XXXXXX")
-cleanup() { rm -rf "$T"; }
+# RAM files live on tmpfs when there is one, as a VMM's would.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+	R=$(mktemp -d /dev/shm/mrsnap-cli.XXXXXX)
+else
+	R=$T
+fi
+GUESTS=""
+cleanup() {
+	for pid in $GUESTS; do
+		kill -CONT "$pid" 2>/dev/null
+		kill -KILL "$pid" 2>/dev/null
+	done
+	rm -rf "$T" "$R"
+}
 trap cleanup EXIT
 
 fail() {
@@ -63,4 +77,25 @@ flip_byte() {
 
 mode_of() {
 	stat -c %a "$1"
+}
+
+# start_guest RAM [guest options]: run the test guest; its pid in $gpid.
+start_guest() {
+	"$GUEST" "$@" &
+	gpid=$!
+	GUESTS="$GUESTS $gpid"
+}
+
+# The state letter of a process from /proc/PID/stat ("R", "S", "T", ...).
+proc_state() {
+	sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1
+}
+
+# Fail unless the process exists and is not stopped.
+expect_running() {
+	local s
+	s=$(proc_state "$1") || fail "process $1 is gone"
+	case "$s" in
+	T | t) fail "process $1 is still stopped (state $s)" ;;
+	esac
 }
