@@ -60,8 +60,12 @@ void cli_progress_setup(struct cli_common *c)
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
-	/* A second signal of the same kind kills at once, for the impatient. */
-	sa.sa_flags = SA_RESETHAND;
+	/*
+	 * Not SA_RESETHAND: a second Ctrl-C must not kill us while the guest is
+	 * frozen, or nobody would thaw it. Every wait is bounded; SIGKILL is
+	 * there for the rest.
+	 */
+	sa.sa_flags = 0;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
