@@ -2,11 +2,12 @@
 /*
  * Channels: the threads that move pages between RAM and the image.
  *
- * Each channel owns one io_uring and one fd of the image (so O_DIRECT can be
- * set on channel fds while metadata keeps its buffered fd). The main thread
- * only decides what to transfer, as jobs (a range of pages of one block);
- * channels do the per-page work (zero detection, xxh3-64, copying) and the
- * I/O, in runs of contiguous pages of up to max_request bytes.
+ * Each channel owns one io_uring, one fd of the image (so O_DIRECT can be
+ * set on channel fds while metadata keeps its buffered fd) and a pool of
+ * buffers registered with its ring. The main thread only decides what to
+ * transfer, as jobs (a range of pages of one block); channels do the
+ * per-page work (reading RAM, zero detection, xxh3-64) and the I/O, in runs
+ * of contiguous pages of up to max_request bytes.
  *
  * Sync (DESIGN.md, "Channels, and when they sync"): mrs_chanset_sync()
  * returns only when every job queued before it has completed on every
@@ -28,11 +29,28 @@
 #define MRS_DEPTH_DEFAULT   32u
 #define MRS_DEPTH_MAX	    1024u
 #define MRS_REQUEST_DEFAULT (1024u * 1024u)
+/*
+ * Buffer memory of a whole channel set: every byte in flight sits in a
+ * channel buffer, so this bounds memory use (and I/O in flight) whatever the
+ * guest's size. Each channel gets an equal share, at least 4 buffers.
+ */
+#define MRS_BUFFER_BUDGET (48u * 1024u * 1024u)
 
 /* One RAM block as channels see it. */
 struct mrs_chan_block {
 	const char *name;
-	uint8_t *mem; /* the block's memory (save: source, load: target); NULL for verify */
+	/*
+	 * The block's RAM as a file: save reads pages from it, load writes
+	 * them to it at page * page_size; -1 for verify. Channels never map
+	 * it: reading into their own buffers costs less than page faults, and
+	 * their memory use does not grow with guest RAM.
+	 */
+	int fd;
+	/*
+	 * Load only, for files that cannot be written with write(2) (hugetlbfs):
+	 * a shared mapping of the block, which loaded pages are copied into.
+	 */
+	uint8_t *mem;
 	uint64_t page_size;
 	uint64_t page_count;
 	uint64_t pages_offset; /* of its page region in the image */
@@ -49,15 +67,20 @@ struct mrs_chan_block {
 };
 
 enum mrs_job_kind {
-	MRS_JOB_SAVE,	/* write the non-zero pages of a range */
-	MRS_JOB_LOAD,	/* read the present pages of a range into the block's memory */
+	/*
+	 * Read a range of the block into channel buffers, hash each page of
+	 * the copy, and write the non-zero (or, with CHANGED_ONLY, changed)
+	 * pages from the copy: the stored hash is always that of the bytes
+	 * written, however the guest changes its memory meanwhile.
+	 */
+	MRS_JOB_SAVE,
+	MRS_JOB_LOAD,	/* read the present pages of a range and write them to the block */
 	MRS_JOB_VERIFY, /* read the present pages of a range and check their hashes */
 };
 
 /* Job flags. */
-#define MRS_JOB_COPY	     0x1u /* save: the guest runs; copy, hash the copy, write the copy */
-#define MRS_JOB_CHANGED_ONLY 0x2u /* save: skip pages whose hash equals the last written */
-#define MRS_JOB_CHECK	     0x4u /* load: check each page's hash once read; fail on mismatch */
+#define MRS_JOB_CHANGED_ONLY 0x1u /* save: skip pages whose hash equals the last written */
+#define MRS_JOB_CHECK	     0x2u /* load: check each page's hash once read; fail on mismatch */
 
 struct mrs_job {
 	enum mrs_job_kind kind;
@@ -70,8 +93,9 @@ struct mrs_job {
 /* One I/O request as fault-injection hooks see it. */
 struct mrs_io {
 	bool write;
+	bool target; /* to the block's file (load), not the image */
 	uint32_t block;
-	uint64_t offset; /* in the image */
+	uint64_t offset; /* in the file */
 	uint32_t len;	 /* a before_submit hook may lower it to force a short transfer */
 };
 

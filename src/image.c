@@ -40,6 +40,7 @@ int mrs_image_reader_blocks(struct mrs_image_reader *r, struct mrs_error *err)
 		struct mrs_chan_block *cb = &r->cb[i];
 
 		cb->name = bh->name;
+		cb->fd = -1;
 		cb->page_size = bh->page_size;
 		cb->page_count = bh->page_count;
 		cb->pages_offset = bh->pages_offset;

@@ -21,8 +21,8 @@ int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned
 			  struct mrs_error *err);
 
 /*
- * Fill r->cb from the metadata (presence per page from the bitmaps); mem is
- * left NULL for the caller to set.
+ * Fill r->cb from the metadata (presence per page from the bitmaps); fd is
+ * left -1 for the caller to set.
  */
 int mrs_image_reader_blocks(struct mrs_image_reader *r, struct mrs_error *err);
 

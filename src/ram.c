@@ -114,9 +114,6 @@ int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struc
 			      spec->path, have, m->size);
 		goto fail;
 	}
-	ret = map(m, PROT_READ, err);
-	if (ret)
-		goto fail;
 	return 0;
 fail:
 	mrs_ram_close(m);
@@ -200,7 +197,8 @@ int mrs_ram_open_target(struct mrs_ram_map *m, const char *name, const char *pat
 		ret = mrs_err_errno(err, -errno, "cannot size target '%s' to %" PRIu64 " bytes",
 				    path, size);
 	}
-	if (!ret)
+	/* hugetlbfs has no write(2): pages go in through a mapping. */
+	if (!ret && m->page_size > MRS_MIN_PAGE)
 		ret = map(m, PROT_READ | PROT_WRITE, err);
 	if (ret)
 		goto fail;
@@ -212,7 +210,7 @@ fail:
 
 int mrs_ram_flush(struct mrs_ram_map *m, struct mrs_error *err)
 {
-	if (msync(m->mem, m->size, MS_SYNC) || fsync(m->fd))
+	if ((m->mem && msync(m->mem, m->size, MS_SYNC)) || fsync(m->fd))
 		return mrs_err_errno(err, -errno, "cannot flush target '%s'", m->path);
 	return 0;
 }

@@ -152,7 +152,7 @@ static int open_channels(struct save *s, struct mrs_error *err)
 		struct mrs_chan_block *cb = &s->cb[i];
 
 		cb->name = s->bh[i].name;
-		cb->mem = s->src[i].mem;
+		cb->fd = s->src[i].fd;
 		cb->page_size = s->bh[i].page_size;
 		cb->page_count = s->bh[i].page_count;
 		cb->pages_offset = s->bh[i].pages_offset;
@@ -281,9 +281,10 @@ static bool rounds_done(struct save *s, uint64_t live_bytes, uint64_t live_ns, u
 }
 
 /*
- * Live: rounds while the guest runs, each copying a page into a channel
- * buffer and hashing the copy before writing it (DESIGN.md, A-B-A), then
- * freeze, one final round straight from memory, thaw.
+ * Live: rounds while the guest runs, then freeze, a final round, thaw.
+ * Channels always read pages into their buffers and hash and write that
+ * copy, so a page the guest changes meanwhile cannot leave the image with
+ * bytes its hash does not describe (DESIGN.md, A-B-A).
  */
 static int save_live(struct save *s, struct mrs_error *err)
 {
@@ -294,8 +295,7 @@ static int save_live(struct save *s, struct mrs_error *err)
 	do {
 		const struct mrs_round_info *last;
 
-		ret = run_round(s, MRS_JOB_COPY | (s->nrounds ? MRS_JOB_CHANGED_ONLY : 0), false,
-				err);
+		ret = run_round(s, s->nrounds ? MRS_JOB_CHANGED_ONLY : 0, false, err);
 		if (ret)
 			return ret;
 		last = &s->rounds[s->nrounds - 1];

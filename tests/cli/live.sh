@@ -43,15 +43,14 @@ kill $gpid
 
 # Every change A-B-A: a page turns B and back to exactly A, over and over.
 #
-# This is the test that catches hashing memory and then writing from the
-# mapping (instead of copying, hashing the copy and writing the copy): the
-# write may catch B while the hash saw A; every later round then sees A, its
-# hash matches, and the image keeps B. Tried by making MRS_JOB_COPY write
-# straight from the mapping after hashing it (src/channel.c, save_page and
-# build_request): this loop failed on its first run in three tries out of
-# three ("A-B-A writer: live snapshot (-j 1 ) differs from the frozen
-# guest"), and the mixed writer's loop above failed as well.
-"$MKRAM" "$R/ram" 256M 2 || fail "mkram"
+# This is the test that catches hashing one read of a page and writing
+# another (instead of hashing exactly the bytes written): the write may catch
+# B while the hash saw A; every later round then sees A, its hash matches,
+# and the image keeps B. Tried by making build_save (src/channel_work.c)
+# read each dirty page again after hashing it and write that second copy:
+# this loop failed on its first run in three tries out of three ("A-B-A
+# writer: live snapshot (-j 1 ) differs from the frozen guest"), while the
+# mixed writer above still passed.
 guest_kind="A-B-A writer"
 start_guest "$R/ram" --working-set 1 --mode aba --hold 50
 for j in 1 4; do

@@ -28,13 +28,20 @@ struct img {
 	int fd; /* buffered, for the test's own checks */
 	uint32_t n;
 	struct mrs_chan_block blocks[MAXB];
+	/* Each block's RAM: a memfd (blocks[b].fd), and the test's own view of it. */
+	uint8_t *mem[MAXB];
 	size_t mem_len[MAXB];
 };
 
-static uint8_t *map_mem(size_t len)
+/* RAM as a VMM keeps it: a file, here a memfd, mapped shared. */
+static uint8_t *make_ram(size_t len, int *fd)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p;
 
+	*fd = memfd_create("ram", MFD_CLOEXEC);
+	assert_true(*fd >= 0);
+	assert_int_equal(ftruncate(*fd, (off_t)len), 0);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
 	assert_true(p != MAP_FAILED);
 	return p;
 }
@@ -77,11 +84,11 @@ static void img_init(struct img *im, const char *dir, uint32_t n, const uint64_t
 		cb->page_count = pages[b];
 		cb->pages_offset = bh[b].pages_offset;
 		im->mem_len[b] = pages[b] * page_size;
-		cb->mem = map_mem(im->mem_len[b]);
+		im->mem[b] = make_ram(im->mem_len[b], &cb->fd);
 		cb->hashes = calloc(pages[b], sizeof(uint64_t));
 		cb->present = calloc(pages[b], 1);
 		for (uint64_t i = 0; i < pages[b]; i++)
-			fill_page(cb->mem + i * page_size, page_size, b, i, 0);
+			fill_page(im->mem[b] + i * page_size, page_size, b, i, 0);
 	}
 }
 
@@ -89,7 +96,9 @@ static void img_free(struct img *im)
 {
 	for (uint32_t b = 0; b < im->n; b++) {
 		free((char *)im->blocks[b].name);
-		munmap(im->blocks[b].mem, im->mem_len[b]);
+		munmap(im->mem[b], im->mem_len[b]);
+		if (im->blocks[b].fd >= 0)
+			close(im->blocks[b].fd);
 		free(im->blocks[b].hashes);
 		free(im->blocks[b].present);
 	}
@@ -124,7 +133,9 @@ static void queue_all(struct mrs_chanset *cs, const struct img *im, enum mrs_job
 			    .first_page = p,
 			    .npages = left < job_pages ? left : job_pages,
 			};
-			assert_int_equal(mrs_chanset_queue_any(cs, &job, &err), 0);
+			/* A set that failed already refuses more; the sync reports why. */
+			if (mrs_chanset_queue_any(cs, &job, &err))
+				return;
 		}
 	}
 }
@@ -156,7 +167,7 @@ static void check_image(const struct img *im)
 		const struct mrs_chan_block *cb = &im->blocks[b];
 
 		for (uint64_t i = 0; i < cb->page_count; i++) {
-			const uint8_t *want = cb->mem + i * ps;
+			const uint8_t *want = im->mem[b] + i * ps;
 			bool is_zero = !memcmp(want, zero, ps);
 
 			assert_int_equal(pread(im->fd, buf, ps, (off_t)(cb->pages_offset + i * ps)),
@@ -192,17 +203,17 @@ static void test_save_every_page_lands_in_place(void **state)
 	}
 }
 
-static void test_save_copy_mode_and_huge_pages(void **state)
+static void test_save_huge_pages(void **state)
 {
 	static const uint64_t pages[] = {11, 3};
 	struct mrs_chan_config cfg;
 	struct mrs_chan_stats st;
 	struct img im;
 
-	/* 2 MiB pages with 1 MiB requests: one page per request, from the pool. */
+	/* 2 MiB pages with 1 MiB requests: one page per request and per buffer. */
 	img_init(&im, NULL, 2, pages, 2u << 20);
 	cfg = config(&im, 2, true);
-	save_all(&im, &cfg, MRS_JOB_COPY, &st);
+	save_all(&im, &cfg, 0, &st);
 	check_image(&im);
 	assert_int_equal(st.requests, 8 + 2);
 	img_free(&im);
@@ -220,10 +231,10 @@ static void test_changed_only_and_punch(void **state)
 	img_init(&im, NULL, 1, pages, 4096);
 	cfg = config(&im, 2, true);
 	save_all(&im, &cfg, 0, NULL);
-	mem = im.blocks[0].mem;
+	mem = im.mem[0];
 	fill_page(mem + 3 * 4096, 4096, 0, 3, 99);
 	memset(mem + 4 * 4096, 0, 4096);
-	save_all(&im, &cfg, MRS_JOB_CHANGED_ONLY | MRS_JOB_COPY, &st);
+	save_all(&im, &cfg, MRS_JOB_CHANGED_ONLY, &st);
 	check_image(&im);
 	assert_int_equal(st.pages_dirty, 1);
 	assert_int_equal(st.pages_written, 1);
@@ -287,7 +298,7 @@ static void run_ordering(bool sync_between_rounds, uint8_t *final_byte)
 	static const uint64_t pages[] = {128};
 	struct slow_ch0 slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
 	struct mrs_chan_hooks hooks = {slow_before_submit, slow_on_complete, &slow};
-	struct mrs_job job = {MRS_JOB_SAVE, MRS_JOB_COPY, 0, 99, 1};
+	struct mrs_job job = {MRS_JOB_SAVE, 0, 0, 99, 1};
 	struct mrs_chan_config cfg;
 	struct mrs_chanset *cs;
 	struct mrs_error err = {0};
@@ -295,7 +306,7 @@ static void run_ordering(bool sync_between_rounds, uint8_t *final_byte)
 	struct img im;
 
 	img_init(&im, NULL, 1, pages, 4096);
-	page99 = im.blocks[0].mem + 99 * 4096;
+	page99 = im.mem[0] + 99 * 4096;
 	cfg = config(&im, 2, true);
 	cfg.hooks = &hooks;
 	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
@@ -353,8 +364,8 @@ static void test_restore_random_order_syncs_once(void **state)
 	save_all(&im, &cfg, 0, NULL);
 	for (uint32_t b = 0; b < 3; b++) {
 		orig[b] = malloc(im.mem_len[b]);
-		memcpy(orig[b], im.blocks[b].mem, im.mem_len[b]);
-		memset(im.blocks[b].mem, 0xee, im.mem_len[b]);
+		memcpy(orig[b], im.mem[b], im.mem_len[b]);
+		memset(im.mem[b], 0xee, im.mem_len[b]);
 		for (uint64_t p = 0; p < pages[b]; p += 23) {
 			uint64_t left = pages[b] - p;
 
@@ -381,7 +392,7 @@ static void test_restore_random_order_syncs_once(void **state)
 	for (uint32_t b = 0; b < 3; b++) {
 		/* Absent (zero) pages are not read: they keep what the target had. */
 		for (uint64_t i = 0; i < pages[b]; i++) {
-			const uint8_t *got = im.blocks[b].mem + i * 4096;
+			const uint8_t *got = im.mem[b] + i * 4096;
 
 			if (im.blocks[b].present[i])
 				assert_memory_equal(got, orig[b] + i * 4096, 4096);
@@ -419,9 +430,8 @@ static void test_verify_reports_each_bad_page(void **state)
 	save_all(&im, &cfg, 0, NULL);
 	corrupt_page(&im, 1, 33, 4095);
 	for (uint32_t b = 0; b < 2; b++) {
-		munmap(im.blocks[b].mem, im.mem_len[b]);
-		im.blocks[b].mem = NULL; /* verify reads into channel buffers */
-		im.mem_len[b] = 0;
+		close(im.blocks[b].fd);
+		im.blocks[b].fd = -1; /* verify has no RAM to write to */
 	}
 	cfg = config(&im, 3, false);
 	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 2, &err), 0);
@@ -466,6 +476,7 @@ struct inject {
 	unsigned channel;
 	int nth;
 	int res;
+	enum { ANY_IO, IMAGE_READS, TARGET_WRITES } which;
 	atomic_int seen;
 	/* Short transfers: cut every request to at most this many bytes. */
 	uint32_t cut;
@@ -476,7 +487,10 @@ static int inject_on_complete(void *ctx, unsigned channel, const struct mrs_io *
 {
 	struct inject *in = ctx;
 
-	if (channel == in->channel && atomic_fetch_add(&in->seen, 1) + 1 == in->nth)
+	if (channel != in->channel || (in->which == IMAGE_READS && io->write) ||
+	    (in->which == TARGET_WRITES && !io->target))
+		return res;
+	if (atomic_fetch_add(&in->seen, 1) + 1 == in->nth)
 		return in->res;
 	return res;
 }
@@ -521,7 +535,7 @@ static void test_injected_eio_stops_everything(void **state)
 static void test_injected_eio_on_read(void **state)
 {
 	static const uint64_t pages[] = {512};
-	struct inject in = {.channel = 0, .nth = 2, .res = -EIO};
+	struct inject in = {.channel = 0, .nth = 2, .res = -EIO, .which = IMAGE_READS};
 	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
 	struct mrs_chan_config cfg;
 	struct mrs_chanset *cs;
@@ -537,6 +551,31 @@ static void test_injected_eio_on_read(void **state)
 	queue_all(cs, &im, MRS_JOB_LOAD, 0, 8);
 	assert_int_equal(mrs_chanset_sync(cs, &err), -EIO);
 	assert_msg_has(&err, "channel 0: read of block 'ram0' at offset 0x");
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+/* A target that cannot take the pages: the error names the block and the target. */
+static void test_target_write_error(void **state)
+{
+	static const uint64_t pages[] = {256};
+	struct inject in = {.channel = 1, .nth = 1, .res = -ENOSPC, .which = TARGET_WRITES};
+	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, NULL);
+	cfg = config(&im, 2, false);
+	cfg.hooks = &hooks;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_LOAD, 0, 8);
+	assert_int_equal(mrs_chanset_sync(cs, &err), -ENOSPC);
+	assert_msg_has(&err, "channel 1: cannot write block 'ram0' to its target at offset 0x");
+	assert_msg_has(&err, "No space left on device");
 	mrs_chanset_close(cs);
 	img_free(&im);
 }
@@ -562,8 +601,8 @@ static void test_short_transfers_are_resubmitted(void **state)
 	assert_true(st.resubmits >= (uint64_t)atomic_load(&in.cuts));
 
 	orig = malloc(im.mem_len[0]);
-	memcpy(orig, im.blocks[0].mem, im.mem_len[0]);
-	memset(im.blocks[0].mem, 0, im.mem_len[0]);
+	memcpy(orig, im.mem[0], im.mem_len[0]);
+	memset(im.mem[0], 0, im.mem_len[0]);
 	atomic_store(&in.cuts, 0);
 	cfg.writable = false;
 	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
@@ -574,7 +613,7 @@ static void test_short_transfers_are_resubmitted(void **state)
 	mrs_chanset_close(cs);
 	assert_true(atomic_load(&in.cuts) > 0);
 	assert_true(st.resubmits > 0);
-	assert_memory_equal(im.blocks[0].mem, orig, im.mem_len[0]);
+	assert_memory_equal(im.mem[0], orig, im.mem_len[0]);
 	free(orig);
 	img_free(&im);
 }
@@ -630,12 +669,12 @@ static void test_direct_io(void **state)
 	close(fd);
 	cfg = config(&im, 2, true);
 	cfg.direct = true;
-	save_all(&im, &cfg, 0, NULL); /* straight from memory */
+	save_all(&im, &cfg, 0, NULL);
 	check_image(&im);
-	fill_page(im.blocks[1].mem + 9 * 4096, 4096, 1, 9, 5);
-	save_all(&im, &cfg, MRS_JOB_COPY | MRS_JOB_CHANGED_ONLY, NULL); /* through the pool */
+	fill_page(im.mem[1] + 9 * 4096, 4096, 1, 9, 5);
+	save_all(&im, &cfg, MRS_JOB_CHANGED_ONLY, NULL);
 	check_image(&im);
-	/* And read back with O_DIRECT into memory and into the pool. */
+	/* And read back with O_DIRECT, loading and verifying. */
 	cfg.writable = false;
 	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 2, &err), 0);
 	queue_all(cs, &im, MRS_JOB_LOAD, MRS_JOB_CHECK, 100);
@@ -671,7 +710,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_save_every_page_lands_in_place),
-	    cmocka_unit_test(test_save_copy_mode_and_huge_pages),
+	    cmocka_unit_test(test_save_huge_pages),
 	    cmocka_unit_test(test_changed_only_and_punch),
 	    cmocka_unit_test(test_ordering_sync_between_rounds),
 	    cmocka_unit_test(test_ordering_without_sync_keeps_stale_bytes),
@@ -680,6 +719,7 @@ int main(void)
 	    cmocka_unit_test(test_load_check_fails_on_mismatch),
 	    cmocka_unit_test(test_injected_eio_stops_everything),
 	    cmocka_unit_test(test_injected_eio_on_read),
+	    cmocka_unit_test(test_target_write_error),
 	    cmocka_unit_test(test_short_transfers_are_resubmitted),
 	    cmocka_unit_test(test_enospc_on_small_tmpfs),
 	    cmocka_unit_test(test_direct_io),

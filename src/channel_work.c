@@ -1,0 +1,503 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a channel does with its jobs: read RAM into its buffers, find zero
+ * and unchanged pages, hash, and turn runs of contiguous pages into I/O
+ * requests; complete them, resubmitting short transfers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel_impl.h"
+#include "format.h"
+
+/* What building a request came to. */
+enum built {
+	BUILT,	 /* a request is ready to submit */
+	BLOCKED, /* no buffer free: wait for a completion */
+	DONE,	 /* the job has no more pages to move */
+};
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static uint8_t *slot_ptr(const struct channel *ch, unsigned slot)
+{
+	return ch->pool + (size_t)slot * ch->set->buf_size;
+}
+
+static bool take_slot(struct channel *ch, unsigned *slot)
+{
+	if (!ch->nfree_slots)
+		return false;
+	*slot = ch->free_slots[--ch->nfree_slots];
+	ch->slot_refs[*slot] = 1;
+	return true;
+}
+
+static void put_slot(struct channel *ch, unsigned slot)
+{
+	if (--ch->slot_refs[slot] == 0)
+		ch->free_slots[ch->nfree_slots++] = slot;
+}
+
+/* ---- jobs --------------------------------------------------------------- */
+
+/* Retire finished jobs, oldest first. */
+static void retire_jobs(struct channel *ch)
+{
+	while (ch->rec_count) {
+		struct job_rec *rec = &ch->recs[ch->rec_head];
+
+		if (!rec->built || rec->outstanding)
+			return;
+		mrs_chan_account_job(ch, &rec->job);
+		ch->rec_head = (ch->rec_head + 1) % JOB_RECS;
+		ch->rec_count--;
+	}
+}
+
+/* The current job has made all its requests. */
+static void finish_building(struct channel *ch)
+{
+	ch->recs[ch->cur_rec].built = true;
+	ch->have_cur = false;
+	retire_jobs(ch);
+}
+
+void mrs_chan_abandon_job(struct channel *ch)
+{
+	if (ch->chunk.valid) {
+		put_slot(ch, ch->chunk.slot);
+		ch->chunk.valid = false;
+	}
+	if (ch->have_cur)
+		finish_building(ch);
+}
+
+/* ---- save --------------------------------------------------------------- */
+
+static bool page_is_zero(const uint8_t *p, uint64_t len)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	/* Non-zero data usually shows in the first words; then compare in bulk. */
+	if (w[0] | w[1] | w[2] | w[3])
+		return false;
+	return memcmp(p, p + 32, len - 32) == 0;
+}
+
+/* Punch out a page that was written before and is zero now. */
+static void punch_page(struct channel *ch, const struct mrs_chan_block *b, uint64_t page)
+{
+	uint64_t off = b->pages_offset + page * b->page_size;
+
+	/* Without punch support the stale bytes stay; the clear bit hides them. */
+	if (fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)b->page_size) &&
+	    errno != EOPNOTSUPP)
+		mrs_chan_fail(ch->set, -errno,
+			      "channel %u: cannot punch out page %" PRIu64
+			      " of block '%s' at offset 0x%" PRIx64 ": %s",
+			      ch->id, page, b->name, off, strerror(errno));
+	ch->stats.pages_zeroed++;
+}
+
+/*
+ * Decide for one page, from the copy in our buffer, whether it is written.
+ * Its hash is computed from that copy, the bytes that will be written: a
+ * guest changing the page meanwhile cannot make the hash and the image
+ * disagree (DESIGN.md, the A-B-A rule).
+ */
+static bool save_page(struct channel *ch, const uint8_t *copy, uint64_t page)
+{
+	struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	uint64_t h;
+
+	ch->stats.pages_scanned++;
+	if (page_is_zero(copy, b->page_size)) {
+		if (b->present[page]) {
+			punch_page(ch, b, page);
+			b->present[page] = 0;
+			b->hashes[page] = 0;
+		}
+		return false;
+	}
+	h = mrs_hash(copy, b->page_size);
+	if ((ch->cur.flags & MRS_JOB_CHANGED_ONLY) && b->present[page] && b->hashes[page] == h)
+		return false;
+	ch->stats.pages_dirty++;
+	b->hashes[page] = h;
+	b->present[page] = 1;
+	return true;
+}
+
+/* Read the next buffer's worth of the job's pages from the block's file. */
+static enum built read_chunk(struct channel *ch)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	uint64_t end = ch->cur.first_page + ch->cur.npages;
+	uint64_t n = ch->set->buf_size / b->page_size;
+	uint8_t *buf;
+	size_t len, got = 0;
+	unsigned slot;
+
+	if (!take_slot(ch, &slot))
+		return BLOCKED;
+	if (n > end - ch->cursor)
+		n = end - ch->cursor;
+	buf = slot_ptr(ch, slot);
+	len = n * b->page_size;
+	while (got < len) {
+		ssize_t r =
+		    pread(b->fd, buf + got, len - got, (off_t)(ch->cursor * b->page_size + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			mrs_chan_fail(
+			    ch->set, r < 0 ? -errno : -ENODATA,
+			    "channel %u: cannot read block '%s' at offset 0x%" PRIx64 ": %s",
+			    ch->id, b->name, ch->cursor * b->page_size + got,
+			    r < 0 ? strerror(errno) : "the file is shorter than the block");
+			put_slot(ch, slot);
+			return DONE;
+		}
+		got += (size_t)r;
+	}
+	ch->chunk = (struct chunk){true, slot, ch->cursor, (uint32_t)n, 0};
+	ch->cursor += n;
+	return BUILT;
+}
+
+/* Give up the chunk's own reference to its buffer once it has been scanned. */
+static void release_chunk_if_done(struct channel *ch)
+{
+	if (ch->chunk.valid && ch->chunk.pos == ch->chunk.npages) {
+		put_slot(ch, ch->chunk.slot);
+		ch->chunk.valid = false;
+	}
+}
+
+static enum built build_save(struct channel *ch, struct request *rq)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	struct chunk *c = &ch->chunk;
+
+	for (;;) {
+		if (!c->valid) {
+			enum built r;
+
+			if (ch->cursor >= ch->cur.first_page + ch->cur.npages)
+				return DONE;
+			r = read_chunk(ch);
+			if (r != BUILT)
+				return r;
+		}
+		while (c->pos < c->npages && !atomic_load(&ch->set->failed)) {
+			uint64_t page = c->first_page + c->pos;
+			const uint8_t *copy = slot_ptr(ch, c->slot) + (size_t)c->pos * b->page_size;
+
+			c->pos++;
+			if (save_page(ch, copy, page)) {
+				if (!rq->npages) {
+					rq->first_page = page;
+					rq->buf = (uint8_t *)copy;
+				}
+				rq->npages++;
+			} else if (rq->npages) {
+				break; /* a run ends at the first page not written */
+			}
+		}
+		if (rq->npages) {
+			rq->stage = STAGE_IMAGE_WRITE;
+			rq->fd = ch->fd;
+			rq->slot = c->slot;
+			ch->slot_refs[c->slot]++;
+			release_chunk_if_done(ch);
+			return BUILT;
+		}
+		c->pos = c->npages;
+		release_chunk_if_done(ch);
+		if (atomic_load(&ch->set->failed))
+			return DONE;
+	}
+}
+
+/* ---- load and verify ---------------------------------------------------- */
+
+static enum built build_read(struct channel *ch, struct request *rq)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	uint64_t end = ch->cur.first_page + ch->cur.npages;
+	uint64_t max = ch->set->buf_size / b->page_size;
+
+	while (ch->cursor < end && !b->present[ch->cursor]) {
+		ch->cursor++;
+		ch->stats.pages_scanned++;
+	}
+	if (ch->cursor >= end)
+		return DONE;
+	if (!take_slot(ch, &rq->slot))
+		return BLOCKED;
+	rq->first_page = ch->cursor;
+	while (ch->cursor < end && b->present[ch->cursor] && rq->npages < max) {
+		ch->cursor++;
+		ch->stats.pages_scanned++;
+		rq->npages++;
+	}
+	rq->stage = STAGE_IMAGE_READ;
+	rq->fd = ch->fd;
+	rq->buf = slot_ptr(ch, rq->slot);
+	return BUILT;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static struct request *free_request(struct channel *ch)
+{
+	for (unsigned i = 0; i < ch->set->cfg.depth; i++)
+		if (!ch->reqs[i].busy)
+			return &ch->reqs[i];
+	return NULL;
+}
+
+static enum built build_request(struct channel *ch, struct request *rq)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	enum built r;
+
+	memset(rq, 0, sizeof(*rq));
+	rq->block = ch->cur.block;
+	rq->flags = ch->cur.flags;
+	rq->rec = ch->cur_rec;
+	r = ch->cur.kind == MRS_JOB_SAVE ? build_save(ch, rq) : build_read(ch, rq);
+	if (r != BUILT)
+		return r;
+	rq->len = rq->npages * (uint32_t)b->page_size;
+	rq->base = b->pages_offset + rq->first_page * b->page_size;
+	ch->recs[rq->rec].outstanding++;
+	return BUILT;
+}
+
+static void submit(struct channel *ch, struct request *rq)
+{
+	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&ch->ring);
+	uint8_t *buf = rq->buf + rq->done;
+
+	/* depth requests at most, and the ring has depth entries: never NULL. */
+	rq->io.write = rq->stage != STAGE_IMAGE_READ;
+	rq->io.target = rq->stage == STAGE_TARGET_WRITE;
+	rq->io.block = rq->block;
+	rq->io.offset = rq->base + rq->done;
+	rq->io.len = rq->len - rq->done;
+	if (hooks && hooks->before_submit)
+		hooks->before_submit(hooks->ctx, ch->id, &rq->io);
+	if (rq->io.write && ch->fixed)
+		io_uring_prep_write_fixed(sqe, rq->fd, buf, rq->io.len, rq->io.offset,
+					  (int)rq->slot);
+	else if (rq->io.write)
+		io_uring_prep_write(sqe, rq->fd, buf, rq->io.len, rq->io.offset);
+	else if (ch->fixed)
+		io_uring_prep_read_fixed(sqe, rq->fd, buf, rq->io.len, rq->io.offset,
+					 (int)rq->slot);
+	else
+		io_uring_prep_read(sqe, rq->fd, buf, rq->io.len, rq->io.offset);
+	io_uring_sqe_set_data(sqe, rq);
+	rq->busy = true;
+	ch->inflight++;
+	ch->stats.requests++;
+}
+
+void mrs_chan_fill(struct channel *ch)
+{
+	while (ch->inflight < ch->set->cfg.depth && !atomic_load(&ch->set->failed)) {
+		struct request *rq;
+		enum built r;
+
+		if (!ch->have_cur && !mrs_chan_next_job(ch))
+			break;
+		rq = free_request(ch);
+		r = build_request(ch, rq);
+		if (r == BLOCKED)
+			break;
+		if (r == DONE)
+			finish_building(ch);
+		else
+			submit(ch, rq);
+	}
+}
+
+static void record_bad_page(struct channel *ch, uint32_t block, uint64_t page, uint64_t want,
+			    uint64_t got)
+{
+	struct mrs_chanset *cs = ch->set;
+
+	pthread_mutex_lock(&cs->lock);
+	if (cs->nbad == cs->bad_cap) {
+		size_t cap = cs->bad_cap ? 2 * cs->bad_cap : 64;
+		struct mrs_bad_page *n = realloc(cs->bad, cap * sizeof(*n));
+
+		if (!n) {
+			pthread_mutex_unlock(&cs->lock);
+			mrs_chan_fail(cs, -ENOMEM, "out of memory recording bad pages");
+			return;
+		}
+		cs->bad = n;
+		cs->bad_cap = cap;
+	}
+	cs->bad[cs->nbad++] = (struct mrs_bad_page){block, page, want, got};
+	pthread_mutex_unlock(&cs->lock);
+}
+
+/* A run was read in full: check its pages' hashes. */
+static void check_pages(struct channel *ch, struct request *rq, bool fatal)
+{
+	struct mrs_chan_block *b = &ch->set->blocks[rq->block];
+
+	for (uint32_t i = 0; i < rq->npages; i++) {
+		uint64_t page = rq->first_page + i;
+		uint64_t got = mrs_hash(rq->buf + (uint64_t)i * b->page_size, b->page_size);
+
+		if (got == b->hashes[page])
+			continue;
+		ch->stats.pages_bad++;
+		if (!fatal) {
+			record_bad_page(ch, rq->block, page, b->hashes[page], got);
+			continue;
+		}
+		mrs_chan_fail(ch->set, -EBADMSG,
+			      "block '%s': page %" PRIu64 " (guest offset 0x%" PRIx64
+			      ") does not match its checksum (expected %016" PRIx64
+			      ", read %016" PRIx64 ")",
+			      b->name, page, page * b->page_size, b->hashes[page], got);
+		return;
+	}
+}
+
+static void io_fail(struct channel *ch, const struct request *rq, int res)
+{
+	const char *name = ch->set->blocks[rq->block].name;
+
+	if (rq->stage == STAGE_TARGET_WRITE)
+		mrs_chan_fail(
+		    ch->set, res,
+		    "channel %u: cannot write block '%s' to its target at offset 0x%" PRIx64
+		    " (%" PRIu32 " bytes): %s",
+		    ch->id, name, rq->io.offset, rq->io.len, strerror(-res));
+	else
+		mrs_chan_fail(ch->set, res,
+			      "channel %u: %s of block '%s' at offset 0x%" PRIx64 " (%" PRIu32
+			      " bytes): %s",
+			      ch->id, rq->io.write ? "write" : "read", name, rq->io.offset,
+			      rq->io.len, strerror(-res));
+}
+
+/* The request is over, one way or another. */
+static void finish(struct channel *ch, struct request *rq)
+{
+	put_slot(ch, rq->slot);
+	rq->busy = false;
+	ch->recs[rq->rec].outstanding--;
+	retire_jobs(ch);
+}
+
+/*
+ * Load: hand the pages just read on to the block's file. Done here, in the
+ * channel's thread, with plain pwrite: RAM files live on tmpfs or hugetlbfs,
+ * where a write is a memory copy that never waits for a device, and writes
+ * to one file serialize on its inode lock anyway; through io_uring they
+ * would only add worker threads spinning on that lock.
+ */
+static void store_pages(struct channel *ch, struct request *rq)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[rq->block];
+	uint64_t base = rq->first_page * b->page_size;
+
+	rq->stage = STAGE_TARGET_WRITE;
+	if (b->mem) { /* hugetlbfs: no write(2), a mapping instead */
+		memcpy(b->mem + base, rq->buf, rq->len);
+		return;
+	}
+	pthread_mutex_lock(&ch->set->store_lock[rq->block]);
+	for (rq->done = 0; rq->done < rq->len;) {
+		const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
+		ssize_t n;
+
+		rq->io =
+		    (struct mrs_io){true, true, rq->block, base + rq->done, rq->len - rq->done};
+		if (hooks && hooks->before_submit)
+			hooks->before_submit(hooks->ctx, ch->id, &rq->io);
+		n = pwrite(b->fd, rq->buf + rq->done, rq->io.len, (off_t)rq->io.offset);
+		if (n < 0)
+			n = -errno;
+		if (hooks && hooks->on_complete)
+			n = hooks->on_complete(hooks->ctx, ch->id, &rq->io, (int)n);
+		if (n == -EINTR || n == -EAGAIN)
+			continue;
+		if (n <= 0) {
+			io_fail(ch, rq, n ? (int)n : -EIO);
+			break;
+		}
+		rq->done += (uint32_t)n;
+	}
+	pthread_mutex_unlock(&ch->set->store_lock[rq->block]);
+}
+
+/* The ring moved all bytes of a request: count them, and finish the request. */
+static void stage_done(struct channel *ch, struct request *rq)
+{
+	enum mrs_job_kind kind = ch->recs[rq->rec].job.kind;
+
+	switch (rq->stage) {
+	case STAGE_IMAGE_WRITE:
+		atomic_fetch_add(&ch->set->bytes_moved, rq->len);
+		ch->stats.pages_written += rq->npages;
+		ch->stats.bytes_written += rq->len;
+		break;
+	case STAGE_IMAGE_READ:
+		atomic_fetch_add(&ch->set->bytes_moved, rq->len);
+		ch->stats.pages_read += rq->npages;
+		ch->stats.bytes_read += rq->len;
+		if (kind == MRS_JOB_VERIFY || (rq->flags & MRS_JOB_CHECK))
+			check_pages(ch, rq, kind != MRS_JOB_VERIFY);
+		if (kind == MRS_JOB_LOAD && !atomic_load(&ch->set->failed))
+			store_pages(ch, rq);
+		break;
+	case STAGE_TARGET_WRITE:
+		break;
+	}
+	finish(ch, rq);
+}
+
+void mrs_chan_complete(struct channel *ch, struct request *rq, int res)
+{
+	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
+
+	ch->inflight--;
+	if (hooks && hooks->on_complete)
+		res = hooks->on_complete(hooks->ctx, ch->id, &rq->io, res);
+	if (atomic_load(&ch->set->failed)) {
+		finish(ch, rq);
+		return;
+	}
+	/* Judge against the whole run: a hook may have cut the request short. */
+	if (res == -EAGAIN || res == -EINTR || (res > 0 && (uint32_t)res < rq->len - rq->done)) {
+		rq->done += res > 0 ? (uint32_t)res : 0;
+		ch->stats.resubmits++;
+		submit(ch, rq);
+		return;
+	}
+	if (res == 0 && rq->len > rq->done)
+		res = -ENODATA; /* end of file inside a page region */
+	if (res < 0) {
+		io_fail(ch, rq, res);
+		finish(ch, rq);
+		return;
+	}
+	rq->done = rq->len;
+	stage_done(ch, rq);
+}
