@@ -165,12 +165,14 @@ struct mrs_save_report {
 	struct mrs_round_info *rounds; /* nrounds of them; free with mrs_save_report_free() */
 	enum mrs_stop_reason stop_reason;
 	uint64_t downtime_ns; /* from the start of freezing to the end of thawing; 0 if none */
+	unsigned stale_removed; /* temporary files of dead snapshots to the same image, removed */
 };
 
 /*
  * Write the RAM blocks into a new image at path. Non-live, the guest must
  * not change its memory meanwhile: it is paused, or frozen by the freezers
- * in opts. Live, it runs until the final round. The image is written under a
+ * in opts. Live, it runs until the final round. Temporary files that killed
+ * snapshots left next to path are removed first. The image is written under a
  * temporary name in the same directory, mode 0600, and renamed into place
  * only once it is complete and durable; on failure nothing is left behind.
  * An existing file (or symlink) at path is an error (-EEXIST) unless force.

@@ -20,6 +20,8 @@
 #include "error.h"
 #include "format.h"
 
+const struct mrs_chan_hooks *mrs_chan_test_hooks;
+
 unsigned mrs_default_channels(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -344,6 +346,8 @@ int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg
 	if (!cs)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	cs->cfg = *cfg;
+	if (!cs->cfg.hooks)
+		cs->cfg.hooks = mrs_chan_test_hooks;
 	cs->blocks = blocks;
 	cs->nblocks = nblocks;
 	pthread_mutex_init(&cs->lock, NULL);

@@ -143,6 +143,13 @@ struct mrs_bad_page {
 
 struct mrs_chanset;
 
+/*
+ * Hooks for channel sets whose config names none: how tests inject faults
+ * into the engines (save, restore, verify) without a test-only path in
+ * them. NULL in production; not exported from the library.
+ */
+extern const struct mrs_chan_hooks *mrs_chan_test_hooks;
+
 /* Open the channels' fds and rings and start their threads. */
 int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg,
 		     struct mrs_chan_block *blocks, uint32_t nblocks, struct mrs_error *err);

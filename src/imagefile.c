@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,10 +36,111 @@ static int refuse_existing(const char *path, bool force, struct mrs_error *err)
 	return mrs_err(err, -EEXIST, "'%s' exists; use --force to overwrite it", path);
 }
 
+/*
+ * Temporary files are named .NAME.mrsnap-tmp.XXXXXX next to the image, and
+ * their writer holds an flock on them until it exits. One whose lock can be
+ * taken belongs to a snapshot that died (kill -9, power loss): remove it.
+ */
+static unsigned remove_stale(const char *dir, const char *base)
+{
+	char prefix[NAME_MAX + 1];
+	unsigned removed = 0;
+	struct dirent *de;
+	DIR *d;
+	int dfd;
+
+	if (snprintf(prefix, sizeof(prefix), ".%s.mrsnap-tmp.", base) >= (int)sizeof(prefix))
+		return 0;
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	dfd = dirfd(d);
+	while ((de = readdir(d))) {
+		struct stat st;
+		int fd;
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		fd = openat(dfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0 && unlinkat(dfd, de->d_name, 0) == 0)
+			removed++;
+		close(fd);
+	}
+	closedir(d);
+	return removed;
+}
+
+/*
+ * Create the temporary file already locked: made unnamed (O_TMPFILE),
+ * locked, and only then given its name, so that no other snapshot's cleanup
+ * can ever see it unlocked. Filesystems without O_TMPFILE get a named file
+ * locked right after creation.
+ */
+static int create_locked(struct mrs_imagefile *f, const char *dir, const char *base)
+{
+	static const char chars[] =
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	char proc[64];
+	int fd;
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (asprintf(&f->tmp, "%s/.%s.mrsnap-tmp.XXXXXX", dir, base) < 0)
+			return -ENOMEM;
+		fd = mkostemp(f->tmp, O_CLOEXEC); /* O_EXCL, 0600, never through a symlink */
+		if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB)) {
+			int e = -errno;
+
+			if (fd >= 0) {
+				unlink(f->tmp);
+				close(fd);
+			}
+			return e;
+		}
+		f->fd = fd;
+		return 0;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB))
+		goto fail;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	for (int tries = 0; tries < 100; tries++) {
+		uint64_t r =
+		    (uint64_t)random() ^ ((uint64_t)getpid() << 20) ^ (uint64_t)tries << 40;
+		char suffix[7];
+
+		for (int i = 0; i < 6; i++, r /= 62)
+			suffix[i] = chars[r % 62];
+		suffix[6] = '\0';
+		free(f->tmp);
+		if (asprintf(&f->tmp, "%s/.%s.mrsnap-tmp.%s", dir, base, suffix) < 0) {
+			f->tmp = NULL;
+			errno = ENOMEM;
+			goto fail;
+		}
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0) {
+			f->fd = fd;
+			return 0;
+		}
+		if (errno != EEXIST)
+			break;
+	}
+fail : {
+	int e = -errno;
+
+	free(f->tmp);
+	f->tmp = NULL;
+	close(fd);
+	return e;
+}
+}
+
 int mrs_imagefile_create(struct mrs_imagefile *f, const char *path, bool force,
 			 struct mrs_error *err)
 {
-	char *d = strdup(path), *b = strdup(path);
+	char *d = strdup(path), *b = strdup(path), *dir, *base;
 	int ret;
 
 	memset(f, 0, sizeof(*f));
@@ -47,19 +152,12 @@ int mrs_imagefile_create(struct mrs_imagefile *f, const char *path, bool force,
 	ret = refuse_existing(path, force, err);
 	if (ret)
 		goto out;
-	if (asprintf(&f->tmp, "%s/.%s.mrsnap-tmp.XXXXXX", dirname(d), basename(b)) < 0) {
-		f->tmp = NULL;
-		ret = mrs_err(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	/* mkostemp: O_CREAT|O_EXCL, mode 0600, never through a symlink. */
-	f->fd = mkostemp(f->tmp, O_CLOEXEC);
-	if (f->fd < 0) {
-		ret =
-		    mrs_err_errno(err, -errno, "cannot create a temporary file next to '%s'", path);
-		free(f->tmp);
-		f->tmp = NULL;
-	}
+	dir = dirname(d); /* may point into d, or at a static "." */
+	base = basename(b);
+	f->stale_removed = remove_stale(dir, base);
+	ret = create_locked(f, dir, base);
+	if (ret)
+		ret = mrs_err_errno(err, ret, "cannot create a temporary file next to '%s'", path);
 out:
 	free(d);
 	free(b);

@@ -11,12 +11,16 @@
 #include "mrsnap.h"
 
 struct mrs_imagefile {
-	char *path; /* where the image will be */
-	char *tmp;  /* where it is being written: DIR/.NAME.mrsnap-tmp.XXXXXX */
-	int fd;	    /* buffered fd of tmp, for metadata */
+	char *path;		/* where the image will be */
+	char *tmp;		/* where it is being written: DIR/.NAME.mrsnap-tmp.XXXXXX */
+	int fd;			/* buffered fd of tmp, for metadata; holds an flock while we live */
+	unsigned stale_removed; /* temporary files of dead snapshots removed on create */
 };
 
-/* Refuse an existing path (unless force), then create the temporary file 0600. */
+/*
+ * Refuse an existing path (unless force), remove temporary files that dead
+ * snapshots left next to it, then create ours: 0600, locked.
+ */
 int mrs_imagefile_create(struct mrs_imagefile *f, const char *path, bool force,
 			 struct mrs_error *err);
 

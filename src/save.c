@@ -394,6 +394,7 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	report->rounds = s->rounds;
 	report->stop_reason = s->stop_reason;
 	report->downtime_ns = s->downtime_ns;
+	report->stale_removed = s->file.stale_removed;
 	s->rounds = NULL;
 }
 

@@ -261,6 +261,7 @@ static void print_json(const struct args *a, const struct mrs_save_report *r)
 	json_u64(&j, "pages_zero", r->pages_total - r->pages_present);
 	json_u64(&j, "bytes_written", r->bytes_written);
 	json_u64(&j, "image_size", r->image_size);
+	json_u64(&j, "stale_temporary_files_removed", r->stale_removed);
 	json_double(&j, "seconds", cli_seconds(r->duration_ns));
 	json_end(&j);
 }
@@ -276,6 +277,9 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 	       a->image, a->nram, a->nram == 1 ? "" : "s", (unsigned long long)r->pages_total,
 	       (unsigned long long)r->pages_present,
 	       (unsigned long long)(r->pages_total - r->pages_present), written, s, rate);
+	if (r->stale_removed)
+		printf("%s: removed %u temporary file%s left by a snapshot that did not finish\n",
+		       a->image, r->stale_removed, r->stale_removed == 1 ? "" : "s");
 	if (a->opts.live)
 		printf("%s: live: %u rounds (%s), downtime %.1f ms\n", a->image, r->nrounds,
 		       mrs_stop_reason_name(r->stop_reason), cli_seconds(r->downtime_ns) * 1e3);

@@ -39,6 +39,21 @@ ls -a "$T" | grep -q mrsnap-tmp && fail "a failed snapshot left a temporary file
 expect_rc 3 "$MRSNAP" snapshot "$T/nodir/new.img" --ram pc.ram="$T/a.ram"
 expect_err "cannot create a temporary file next to '$T/nodir/new.img'"
 
+# Temporary files that a killed snapshot left are removed by the next one
+# to the same image; one still locked by a running snapshot is left alone.
+touch "$T/.vm.img.mrsnap-tmp.Stale1"
+touch "$T/.vm.img.mrsnap-tmp.InUse1"
+flock "$T/.vm.img.mrsnap-tmp.InUse1" sleep 5 &
+locker=$!
+sleep 0.2
+expect_rc 0 "$MRSNAP" snapshot --force "$T/vm.img" --ram pc.ram="$T/a.ram"
+expect_out "removed 1 temporary file left by a snapshot that did not finish"
+[ -e "$T/.vm.img.mrsnap-tmp.Stale1" ] && fail "a stale temporary file was not removed"
+[ -e "$T/.vm.img.mrsnap-tmp.InUse1" ] || fail "a temporary file in use was removed"
+kill $locker 2>/dev/null
+wait $locker 2>/dev/null
+rm -f "$T/.vm.img.mrsnap-tmp.InUse1"
+
 # SIGINT while a large snapshot runs: no image, no temporary file, exit 3.
 "$MKRAM" "$T/big.ram" 1G 7 0 0 || fail "mkram"
 "$MRSNAP" snapshot -j 1 --depth 1 --no-progress "$T/int.img" --ram pc.ram="$T/big.ram" \

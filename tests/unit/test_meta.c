@@ -188,6 +188,115 @@ static void test_stream_past_end_refused(void **state)
 	assert_msg_has(&err, "past the end of the file");
 }
 
+/* ---- hostile images: valid checksums, lying fields ------------------------ */
+
+/*
+ * Allocation sizes, through -Wl,--wrap: a hostile image must be refused
+ * before anything is allocated in proportion to what it claims.
+ */
+static size_t largest_alloc;
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+
+void *__wrap_malloc(size_t n)
+{
+	if (n > largest_alloc)
+		largest_alloc = n;
+	return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	if (n * size > largest_alloc)
+		largest_alloc = n * size;
+	return __real_calloc(n, size);
+}
+
+/* Rewrite the block headers with the fixture's (changed) fields, checksums and all. */
+static void rewrite_header(struct fixture *f)
+{
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_meta_write_headers(f->fd, MRS_SB_AREA, f->blocks, NBLOCKS, &err), 0);
+}
+
+/* Read the image; it must be refused with needle in the message, cheaply. */
+static void assert_refused(struct fixture *f, const char *needle)
+{
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
+
+	largest_alloc = 0;
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, needle);
+	if (largest_alloc > (1u << 20))
+		fail_msg("refusing a hostile image allocated %zu bytes", largest_alloc);
+}
+
+static void test_hostile_offsets(void **state)
+{
+	struct fixture *f = *state;
+
+	write_image(f, true);
+	f->blocks[1].pages_offset += 1ull << 40; /* past the end of the file */
+	rewrite_header(f);
+	assert_refused(f, "page region of block 1");
+	assert_refused(f, "past the end of the file");
+
+	write_image(f, true);
+	f->blocks[1].pages_offset = f->blocks[0].pages_offset; /* on top of block 0 */
+	rewrite_header(f);
+	assert_refused(f, "overlaps");
+
+	write_image(f, true);
+	f->blocks[0].hashes_offset = UINT64_MAX - 4095; /* offset + length overflows */
+	rewrite_header(f);
+	assert_refused(f, "past the end of the file");
+}
+
+static void test_hostile_sizes(void **state)
+{
+	struct fixture *f = *state;
+
+	/* 2^40 pages, every length consistent with it: only the file size says no. */
+	write_image(f, true);
+	f->blocks[0].size = (1ull << 40) * 4096;
+	f->blocks[0].page_count = 1ull << 40;
+	f->blocks[0].bitmap_length = mrs_bitmap_bytes(1ull << 40);
+	f->blocks[0].hashes_length = (1ull << 40) * 8;
+	rewrite_header(f);
+	assert_refused(f, "past the end of the file");
+}
+
+static void test_hostile_name(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[MRS_BH_SIZE];
+
+	write_image(f, true);
+	mrs_bh_encode(&f->blocks[0], buf);
+	memset(buf + 128, 'x', MRS_NAME_FIELD); /* no terminator */
+	mrs_put_hash(buf + MRS_BH_SIZE - 8, mrs_hash(buf, MRS_BH_SIZE - 8));
+	assert_int_equal(pwrite(f->fd, buf, sizeof(buf), MRS_SB_AREA), (ssize_t)sizeof(buf));
+	assert_refused(f, "block name is empty or not terminated");
+}
+
+static void test_hostile_bitmap(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_block_header *b = &f->blocks[0];
+	struct mrs_error err = {0};
+
+	/* A bit past the last page, with the checksums and count made to agree. */
+	write_image(f, true);
+	mrs_bitmap_set(f->bitmaps[0], b->page_count + 3);
+	assert_int_equal(mrs_meta_write_tables(f->fd, b, f->bitmaps[0], f->hashes[0], &err), 0);
+	rewrite_header(f);
+	assert_refused(f, "past the last page");
+}
+
 static void test_not_an_image(void **state)
 {
 	struct fixture *f = *state;
@@ -208,6 +317,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_incomplete_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_tables_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stream_past_end_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_offsets, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_sizes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_name, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_bitmap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_an_image, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
