@@ -90,15 +90,23 @@ void mrs_chan_account_job(struct channel *ch, const struct mrs_job *job)
 	pthread_mutex_unlock(&cs->lock);
 }
 
-/* Wait for at least one completion and handle all that are ready. */
+/*
+ * Wait for at least one completion and handle all that are ready. With
+ * loaded runs queued for storing, wait only briefly: the store lock may
+ * come free before any I/O completes.
+ */
 static void reap(struct channel *ch)
 {
+	struct __kernel_timespec brief = {0, 200 * 1000};
 	struct io_uring_cqe *cqe;
 	int ret;
 
 	do
-		ret = io_uring_wait_cqe(&ch->ring, &cqe);
+		ret = ch->nstore ? io_uring_wait_cqe_timeout(&ch->ring, &cqe, &brief)
+				 : io_uring_wait_cqe(&ch->ring, &cqe);
 	while (ret == -EINTR);
+	if (ret == -ETIME)
+		return;
 	if (ret < 0) {
 		/* The ring itself failed: nothing can be reaped any more. */
 		mrs_chan_fail(ch->set, ret, "channel %u: waiting for I/O: %s", ch->id,
@@ -173,13 +181,15 @@ static void *channel_main(void *arg)
 		else
 			mrs_chan_fill(ch);
 		flush_requests(ch);
+		/* Store loaded runs; wait for the lock only when nothing else is to do. */
+		mrs_chan_store(ch, !ch->inflight);
 		if (ch->inflight) {
 			reap(ch);
 			continue;
 		}
 		/* Nothing in flight: answer a sync, quit, or sleep. */
 		pthread_mutex_lock(&ch->lock);
-		idle = !ch->have_cur && !ch->head && !ch->rec_count;
+		idle = !ch->have_cur && !ch->head && !ch->rec_count && !ch->nstore;
 		if (idle && ch->sync_pending) {
 			ch->sync_pending = false;
 			pthread_mutex_unlock(&ch->lock);
@@ -283,7 +293,8 @@ static int setup_channel(struct mrs_chanset *cs, unsigned id, struct mrs_error *
 	pthread_mutex_init(&ch->lock, NULL);
 	pthread_cond_init(&ch->wake, NULL);
 	ch->reqs = calloc(cs->cfg.depth, sizeof(*ch->reqs));
-	if (!ch->reqs)
+	ch->store_q = calloc(cs->cfg.depth, sizeof(*ch->store_q));
+	if (!ch->reqs || !ch->store_q)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	ret = open_channel_fd(cs, ch, err);
 	if (ret)
@@ -559,6 +570,7 @@ void mrs_chanset_close(struct mrs_chanset *cs)
 		if (ch->fd >= 0)
 			close(ch->fd);
 		free(ch->reqs);
+		free(ch->store_q);
 		free(ch->pool);
 		free(ch->slot_refs);
 		free(ch->free_slots);

@@ -99,6 +99,8 @@ struct channel {
 	struct job_rec recs[JOB_RECS]; /* a ring of started, unretired jobs */
 	unsigned rec_head, rec_count;
 	unsigned inflight;
+	struct request **store_q; /* loaded runs waiting for the block's store lock */
+	unsigned nstore;
 	unsigned nfree_slots;
 	struct mrs_chan_stats stats;
 };
@@ -160,5 +162,10 @@ void mrs_chan_fill(struct channel *ch);
 void mrs_chan_complete(struct channel *ch, struct request *rq, int res);
 /* Stop building the current job (failure or close). */
 void mrs_chan_abandon_job(struct channel *ch);
+/*
+ * Write loaded runs on to their blocks' files. wait: block for the store
+ * lock (nothing else to do); otherwise only if it is free at once.
+ */
+void mrs_chan_store(struct channel *ch, bool wait);
 
 #endif

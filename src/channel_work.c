@@ -321,6 +321,8 @@ void mrs_chan_fill(struct channel *ch)
 		if (!ch->have_cur && !mrs_chan_next_job(ch))
 			break;
 		rq = free_request(ch);
+		if (!rq)
+			break; /* all held by runs waiting to be stored */
 		r = build_request(ch, rq);
 		if (r == BLOCKED)
 			break;
@@ -405,16 +407,11 @@ static void finish(struct channel *ch, struct request *rq)
 	retire_jobs(ch);
 }
 
-/*
- * Load: hand the pages just read on to the block's file. Done here, in the
- * channel's thread, with plain pwrite: RAM files live on tmpfs or hugetlbfs,
- * where a write is a memory copy that never waits for a device, and writes
- * to one file serialize on its inode lock anyway; through io_uring they
- * would only add worker threads spinning on that lock.
- */
-static void store_pages(struct channel *ch, struct request *rq)
+/* Write one loaded run to its block's file (the store lock is held). */
+static void write_pages(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[rq->block];
+	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
 	uint64_t base = rq->first_page * b->page_size;
 
 	rq->stage = STAGE_TARGET_WRITE;
@@ -422,9 +419,7 @@ static void store_pages(struct channel *ch, struct request *rq)
 		memcpy(b->mem + base, rq->buf, rq->len);
 		return;
 	}
-	pthread_mutex_lock(&ch->set->store_lock[rq->block]);
 	for (rq->done = 0; rq->done < rq->len;) {
-		const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
 		ssize_t n;
 
 		rq->io =
@@ -440,11 +435,51 @@ static void store_pages(struct channel *ch, struct request *rq)
 			continue;
 		if (n <= 0) {
 			io_fail(ch, rq, n ? (int)n : -EIO);
-			break;
+			return;
 		}
 		rq->done += (uint32_t)n;
 	}
-	pthread_mutex_unlock(&ch->set->store_lock[rq->block]);
+}
+
+/*
+ * Load: runs read from the image go on to the block's file with plain
+ * pwrite, in the channel's thread: RAM files live on tmpfs or hugetlbfs,
+ * where a write is a memory copy that never waits for a device. Writes to
+ * one file serialize on its inode lock, which the kernel spins on; so
+ * channels take a store lock of ours instead, queue their runs while
+ * another channel holds it (their reads keep going meanwhile), and write
+ * all they have queued when they get it.
+ */
+void mrs_chan_store(struct channel *ch, bool wait)
+{
+	pthread_mutex_t *lock;
+
+	if (!ch->nstore)
+		return;
+	if (atomic_load(&ch->set->failed)) {
+		while (ch->nstore)
+			finish(ch, ch->store_q[--ch->nstore]);
+		return;
+	}
+	/* Queued runs may be of several blocks: take them one block at a time. */
+	lock = &ch->set->store_lock[ch->store_q[0]->block];
+	if (wait)
+		pthread_mutex_lock(lock);
+	else if (pthread_mutex_trylock(lock))
+		return;
+	for (unsigned i = 0; i < ch->nstore;) {
+		struct request *rq = ch->store_q[i];
+
+		if (&ch->set->store_lock[rq->block] != lock) {
+			i++;
+			continue;
+		}
+		if (!atomic_load(&ch->set->failed))
+			write_pages(ch, rq);
+		ch->store_q[i] = ch->store_q[--ch->nstore];
+		finish(ch, rq);
+	}
+	pthread_mutex_unlock(lock);
 }
 
 /* The ring moved all bytes of a request: count them, and finish the request. */
@@ -464,8 +499,10 @@ static void stage_done(struct channel *ch, struct request *rq)
 		ch->stats.bytes_read += rq->len;
 		if (kind == MRS_JOB_VERIFY || (rq->flags & MRS_JOB_CHECK))
 			check_pages(ch, rq, kind != MRS_JOB_VERIFY);
-		if (kind == MRS_JOB_LOAD && !atomic_load(&ch->set->failed))
-			store_pages(ch, rq);
+		if (kind == MRS_JOB_LOAD && !atomic_load(&ch->set->failed)) {
+			ch->store_q[ch->nstore++] = rq; /* finished once stored */
+			return;
+		}
 		break;
 	case STAGE_TARGET_WRITE:
 		break;
