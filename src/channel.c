@@ -313,16 +313,26 @@ static int setup_channel(struct mrs_chanset *cs, unsigned id, struct mrs_error *
 	return 0;
 }
 
+int mrs_chan_check_limits(unsigned channels, unsigned depth, struct mrs_error *err)
+{
+	if (channels < 1 || channels > MRS_CHANNELS_MAX)
+		return mrs_err(err, -EINVAL, "channel count %u is not within 1..%u", channels,
+			       MRS_CHANNELS_MAX);
+	if (depth < 1 || depth > MRS_DEPTH_MAX)
+		return mrs_err(err, -EINVAL, "queue depth %u is not within 1..%u", depth,
+			       MRS_DEPTH_MAX);
+	return 0;
+}
+
 static int check_config(struct mrs_chan_config *cfg, struct mrs_error *err)
 {
-	if (cfg->channels < 1 || cfg->channels > MRS_CHANNELS_MAX)
-		return mrs_err(err, -EINVAL, "channel count %u is not within 1..%u", cfg->channels,
-			       MRS_CHANNELS_MAX);
+	int ret;
+
 	if (!cfg->depth)
 		cfg->depth = MRS_DEPTH_DEFAULT;
-	if (cfg->depth > MRS_DEPTH_MAX)
-		return mrs_err(err, -EINVAL, "queue depth %u is not within 1..%u", cfg->depth,
-			       MRS_DEPTH_MAX);
+	ret = mrs_chan_check_limits(cfg->channels, cfg->depth, err);
+	if (ret)
+		return ret;
 	if (!cfg->max_request)
 		cfg->max_request = MRS_REQUEST_DEFAULT;
 	if (cfg->max_request % MRS_MIN_PAGE)

@@ -193,6 +193,9 @@ const struct mrs_bad_page *mrs_chanset_bad_pages(const struct mrs_chanset *cs, s
  */
 void mrs_chanset_close(struct mrs_chanset *cs);
 
+/* Check a channel count and queue depth against the limits; -EINVAL if out. */
+int mrs_chan_check_limits(unsigned channels, unsigned depth, struct mrs_error *err);
+
 /* Online CPUs, the default channel count (at least 1, at most MRS_CHANNELS_MAX). */
 unsigned mrs_default_channels(void);
 

@@ -26,17 +26,12 @@ int mrs_io_opts_resolve(const struct mrs_io_opts *in, struct mrs_io_opts *out,
 	*out = in ? *in : (struct mrs_io_opts){0};
 	if (!out->channels)
 		out->channels = mrs_default_channels();
-	if (out->channels > MRS_CHANNELS_MAX)
-		return mrs_err(err, -EINVAL, "channel count %u is not within 1..%u", out->channels,
-			       MRS_CHANNELS_MAX);
 	if (!out->depth)
 		out->depth = MRS_DEPTH_DEFAULT;
-	if (out->depth > MRS_DEPTH_MAX)
-		return mrs_err(err, -EINVAL, "queue depth %u is not within 1..%u", out->depth,
-			       MRS_DEPTH_MAX);
 	if (!out->progress_ms)
 		out->progress_ms = PROGRESS_MS_DEFAULT;
-	return 0;
+	/* Checked here too, so that bad options fail before any file is made. */
+	return mrs_chan_check_limits(out->channels, out->depth, err);
 }
 
 int mrs_progress_report(const struct mrs_io_opts *io, const char *phase, uint64_t done,

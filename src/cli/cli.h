@@ -24,6 +24,8 @@ enum {
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A usage error: the message and a pointer to --help; returns EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After getopt returned '?' (and said why): point to --help; returns EXIT_USAGE. */
+int cli_bad_option(const char *cmd);
 /* Print a library error and return the exit code its errno calls for. */
 int cli_fail(const struct mrs_error *err);
 
@@ -47,6 +49,32 @@ struct cli_common {
 	bool quiet;
 	int progress; /* -1: when stderr is a terminal; 0 off; 1 on */
 };
+
+/* The options snapshot, restore and verify share, for their getopt tables. */
+enum {
+	CLI_OPT_DEPTH = 1000,
+	CLI_OPT_DIRECT,
+	CLI_OPT_JSON,
+	CLI_OPT_PROGRESS,
+	CLI_OPT_NO_PROGRESS,
+};
+#define CLI_COMMON_SHORT "j:qh"
+#define CLI_COMMON_OPTIONS                                                                         \
+	{"channels", required_argument, NULL, 'j'},                                                \
+	    {"depth", required_argument, NULL, CLI_OPT_DEPTH},                                     \
+	    {"direct", no_argument, NULL, CLI_OPT_DIRECT},                                         \
+	    {"json", no_argument, NULL, CLI_OPT_JSON}, {"quiet", no_argument, NULL, 'q'},          \
+	    {"progress", no_argument, NULL, CLI_OPT_PROGRESS},                                     \
+	    {"no-progress", no_argument, NULL, CLI_OPT_NO_PROGRESS},                               \
+	{                                                                                          \
+		"help", no_argument, NULL, 'h'                                                     \
+	}
+
+/*
+ * One of the shared options (not -h): 1 if it was one and is set in c, 0 if
+ * it is not one of them, -1 if its value is bad (the message is printed).
+ */
+int cli_common_option(const char *cmd, int opt, const char *arg, struct cli_common *c);
 
 /* Progress on stderr and SIGINT/SIGTERM turned into a clean stop. */
 void cli_progress_setup(struct cli_common *c);

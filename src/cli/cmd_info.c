@@ -141,7 +141,7 @@ int cmd_info(int argc, char **argv)
 			fputs(usage, stdout);
 			return EXIT_OK;
 		default:
-			return cli_usage_error("info", "see the options above");
+			return cli_bad_option("info");
 		}
 	}
 	if (optind + 1 != argc)

@@ -26,29 +26,13 @@ static const char usage[] =
     "created (mode 0600); pages absent from the image read as zero afterwards.\n"
     "Exit status: 0 ok, 1 damaged image or checksum mismatch, 2 usage, 3 failed.\n";
 
-enum {
-	OPT_DIRECT = 256,
-	OPT_FORCE,
-	OPT_VERIFY,
-	OPT_JSON,
-	OPT_PROGRESS,
-	OPT_NO_PROGRESS,
-	OPT_RAM,
-	OPT_DEPTH
-};
+enum { OPT_FORCE = 256, OPT_VERIFY, OPT_RAM };
 
 static const struct option options[] = {
     {"ram", required_argument, NULL, OPT_RAM},
     {"verify", no_argument, NULL, OPT_VERIFY},
-    {"channels", required_argument, NULL, 'j'},
-    {"depth", required_argument, NULL, OPT_DEPTH},
-    {"direct", no_argument, NULL, OPT_DIRECT},
     {"force", no_argument, NULL, OPT_FORCE},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"quiet", no_argument, NULL, 'q'},
-    {"progress", no_argument, NULL, OPT_PROGRESS},
-    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
-    {"help", no_argument, NULL, 'h'},
+    CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -92,7 +76,7 @@ int cmd_restore(int argc, char **argv)
 
 	if (!ram)
 		return EXIT_FAILED;
-	while ((opt = getopt_long(argc, argv, "j:qh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_RAM:
 			if (!cli_parse_ram("restore", optarg, &ram[nram]))
@@ -104,42 +88,22 @@ int cmd_restore(int argc, char **argv)
 			}
 			nram++;
 			break;
-		case 'j':
-			if (!cli_parse_uint("restore", "--channels", optarg, 1, 64, &c.io.channels))
-				goto usage;
-			break;
-		case OPT_DEPTH:
-			if (!cli_parse_uint("restore", "--depth", optarg, 1, 1024, &c.io.depth))
-				goto usage;
-			break;
 		case OPT_VERIFY:
 			opts.verify = 1;
 			break;
-		case OPT_DIRECT:
-			c.io.direct = 1;
-			break;
 		case OPT_FORCE:
 			opts.force = 1;
-			break;
-		case OPT_JSON:
-			c.json = true;
-			break;
-		case 'q':
-			c.quiet = true;
-			break;
-		case OPT_PROGRESS:
-			c.progress = 1;
-			break;
-		case OPT_NO_PROGRESS:
-			c.progress = 0;
 			break;
 		case 'h':
 			fputs(usage, stdout);
 			free(ram);
 			return EXIT_OK;
 		default:
-			cli_usage_error("restore", "see the options above");
-			goto usage;
+			ret = cli_common_option("restore", opt, optarg, &c);
+			if (ret == 0)
+				cli_bad_option("restore");
+			if (ret <= 0)
+				goto usage;
 		}
 	}
 	if (optind + 1 != argc) {

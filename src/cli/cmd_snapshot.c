@@ -41,14 +41,9 @@ static const char usage[] =
     "Exit status: 0 ok, 2 usage, 3 failed. See mrsnap(1).\n";
 
 enum {
-	OPT_DIRECT = 256,
-	OPT_FORCE,
+	OPT_FORCE = 256,
 	OPT_NO_FSYNC,
-	OPT_JSON,
-	OPT_PROGRESS,
-	OPT_NO_PROGRESS,
 	OPT_RAM,
-	OPT_DEPTH,
 	OPT_LIVE,
 	OPT_DOWNTIME,
 	OPT_MAX_ROUNDS,
@@ -60,15 +55,8 @@ enum {
 
 static const struct option options[] = {
     {"ram", required_argument, NULL, OPT_RAM},
-    {"channels", required_argument, NULL, 'j'},
-    {"depth", required_argument, NULL, OPT_DEPTH},
-    {"direct", no_argument, NULL, OPT_DIRECT},
     {"force", no_argument, NULL, OPT_FORCE},
     {"no-fsync", no_argument, NULL, OPT_NO_FSYNC},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"quiet", no_argument, NULL, 'q'},
-    {"progress", no_argument, NULL, OPT_PROGRESS},
-    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"live", no_argument, NULL, OPT_LIVE},
     {"downtime", required_argument, NULL, OPT_DOWNTIME},
     {"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
@@ -76,7 +64,7 @@ static const struct option options[] = {
     {"freeze-cgroup", required_argument, NULL, OPT_FREEZE_CGROUP},
     {"freeze-cmd", required_argument, NULL, OPT_FREEZE_CMD},
     {"thaw-cmd", required_argument, NULL, OPT_THAW_CMD},
-    {"help", no_argument, NULL, 'h'},
+    CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -116,10 +104,6 @@ static bool parse_option(struct args *a, int opt)
 	switch (opt) {
 	case OPT_RAM:
 		return add_ram(a, optarg);
-	case 'j':
-		return cli_parse_uint("snapshot", "--channels", optarg, 1, 64, &a->c.io.channels);
-	case OPT_DEPTH:
-		return cli_parse_uint("snapshot", "--depth", optarg, 1, 1024, &a->c.io.depth);
 	case OPT_DOWNTIME:
 		return cli_parse_uint("snapshot", "--downtime", optarg, 1, 3600000,
 				      &a->opts.downtime_ms);
@@ -143,29 +127,19 @@ static bool parse_option(struct args *a, int opt)
 	case OPT_LIVE:
 		a->opts.live = 1;
 		return true;
-	case OPT_DIRECT:
-		a->c.io.direct = 1;
-		return true;
 	case OPT_FORCE:
 		a->opts.force = 1;
 		return true;
 	case OPT_NO_FSYNC:
 		a->opts.no_fsync = 1;
 		return true;
-	case OPT_JSON:
-		a->c.json = true;
-		return true;
-	case 'q':
-		a->c.quiet = true;
-		return true;
-	case OPT_PROGRESS:
-		a->c.progress = 1;
-		return true;
-	case OPT_NO_PROGRESS:
-		a->c.progress = 0;
-		return true;
 	default:
-		cli_usage_error("snapshot", "see the options above");
+		switch (cli_common_option("snapshot", opt, optarg, &a->c)) {
+		case 1:
+			return true;
+		case 0:
+			cli_bad_option("snapshot");
+		}
 		return false;
 	}
 }
@@ -319,7 +293,7 @@ int cmd_snapshot(int argc, char **argv)
 	a.pids = calloc((size_t)argc, sizeof(*a.pids));
 	if (!a.ram || !a.pids)
 		goto out;
-	while ((opt = getopt_long(argc, argv, "j:qh", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
 		if (opt == 'h') {
 			fputs(usage, stdout);
 			code = EXIT_OK;

@@ -23,17 +23,8 @@ static const char usage[] =
     "Exit status: 0 every page matched, 1 damaged image or mismatches, 2 usage,\n"
     "3 the check could not be done.\n";
 
-enum { OPT_DIRECT = 256, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DEPTH };
-
 static const struct option options[] = {
-    {"channels", required_argument, NULL, 'j'},
-    {"depth", required_argument, NULL, OPT_DEPTH},
-    {"direct", no_argument, NULL, OPT_DIRECT},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"quiet", no_argument, NULL, 'q'},
-    {"progress", no_argument, NULL, OPT_PROGRESS},
-    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
-    {"help", no_argument, NULL, 'h'},
+    CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -85,37 +76,16 @@ int cmd_verify(int argc, char **argv)
 	const char *image;
 	int opt, ret, code;
 
-	while ((opt = getopt_long(argc, argv, "j:qh", options, NULL)) != -1) {
-		switch (opt) {
-		case 'j':
-			if (!cli_parse_uint("verify", "--channels", optarg, 1, 64, &c.io.channels))
-				return EXIT_USAGE;
-			break;
-		case OPT_DEPTH:
-			if (!cli_parse_uint("verify", "--depth", optarg, 1, 1024, &c.io.depth))
-				return EXIT_USAGE;
-			break;
-		case OPT_DIRECT:
-			c.io.direct = 1;
-			break;
-		case OPT_JSON:
-			c.json = true;
-			break;
-		case 'q':
-			c.quiet = true;
-			break;
-		case OPT_PROGRESS:
-			c.progress = 1;
-			break;
-		case OPT_NO_PROGRESS:
-			c.progress = 0;
-			break;
-		case 'h':
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
+		if (opt == 'h') {
 			fputs(usage, stdout);
 			return EXIT_OK;
-		default:
-			return cli_usage_error("verify", "see the options above");
 		}
+		ret = cli_common_option("verify", opt, optarg, &c);
+		if (ret < 0)
+			return EXIT_USAGE;
+		if (ret == 0)
+			return cli_bad_option("verify");
 	}
 	if (optind + 1 != argc)
 		return cli_usage_error(

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Messages, exit codes and option parsing shared by the commands. */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -29,6 +30,13 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nTry 'mrsnap%s%s --help' for more information.\n", cmd ? " " : "",
 		cmd ? cmd : "");
+	return EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd)
+{
+	/* getopt said what was wrong, as "mrsnap CMD: ..." (main set argv[0]). */
+	fprintf(stderr, "Try 'mrsnap %s --help' for more information.\n", cmd);
 	return EXIT_USAGE;
 }
 
@@ -166,4 +174,31 @@ void cli_fmt_bytes(char *buf, size_t len, uint64_t bytes)
 double cli_seconds(uint64_t ns)
 {
 	return (double)ns / 1e9;
+}
+
+int cli_common_option(const char *cmd, int opt, const char *arg, struct cli_common *c)
+{
+	switch (opt) {
+	case 'j':
+		return cli_parse_uint(cmd, "--channels", arg, 1, 64, &c->io.channels) ? 1 : -1;
+	case CLI_OPT_DEPTH:
+		return cli_parse_uint(cmd, "--depth", arg, 1, 1024, &c->io.depth) ? 1 : -1;
+	case CLI_OPT_DIRECT:
+		c->io.direct = 1;
+		return 1;
+	case CLI_OPT_JSON:
+		c->json = true;
+		return 1;
+	case 'q':
+		c->quiet = true;
+		return 1;
+	case CLI_OPT_PROGRESS:
+		c->progress = 1;
+		return 1;
+	case CLI_OPT_NO_PROGRESS:
+		c->progress = 0;
+		return 1;
+	default:
+		return 0;
+	}
 }

@@ -45,8 +45,15 @@ int main(int argc, char **argv)
 		printf("mrsnap %s (image format version 1)\n", mrs_version_string());
 		return EXIT_OK;
 	}
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(cmd, commands[i].name))
-			return commands[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		char prog[32];
+
+		if (strcmp(cmd, commands[i].name))
+			continue;
+		/* getopt names the program in its messages: "mrsnap restore: ..." */
+		snprintf(prog, sizeof(prog), "mrsnap %s", cmd);
+		argv[1] = prog;
+		return commands[i].run(argc - 1, argv + 1);
+	}
 	return cli_usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -29,6 +29,10 @@ expect_rc 2 "$MRSNAP" snapshot -j 65 "$T/x.img" --ram a=/x
 expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram "a=/x,size=12Q"
 expect_err "bad size '12Q'"
 expect_rc 2 "$MRSNAP" snapshot --bogus "$T/x.img" --ram a=/x
+expect_err "mrsnap snapshot: unrecognized option '--bogus'"
+expect_err "Try 'mrsnap snapshot --help'"
+expect_rc 2 "$MRSNAP" restore "$T/x.img" --ram
+expect_err "mrsnap restore: option '--ram' requires an argument"
 expect_rc 2 "$MRSNAP" verify
 expect_rc 2 "$MRSNAP" verify a b
 expect_err "one IMAGE only"
