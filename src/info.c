@@ -21,18 +21,6 @@ static void copy_block(struct mrs_block_info *out, const struct mrs_block_header
 	out->pages_offset = bh->pages_offset;
 }
 
-static void copy_round(struct mrs_round_info *out, const struct mrs_round *r)
-{
-	out->number = r->number;
-	out->frozen = !!(r->flags & MRS_ROUND_FROZEN);
-	out->pages_scanned = r->pages_scanned;
-	out->pages_dirty = r->pages_dirty;
-	out->pages_written = r->pages_written;
-	out->pages_zeroed = r->pages_zeroed;
-	out->bytes_written = r->bytes_written;
-	out->duration_ns = r->duration_ns;
-}
-
 int mrs_image_info(const char *path, struct mrs_image_info **out, struct mrs_error *err)
 {
 	struct mrs_image_reader img;
@@ -69,7 +57,7 @@ int mrs_image_info(const char *path, struct mrs_image_info **out, struct mrs_err
 		copy_block(&info->blocks[b], &m->blocks[b]);
 	info->nrounds = m->stream.nrounds;
 	for (uint32_t r = 0; r < info->nrounds; r++)
-		copy_round(&info->rounds[r], &m->stream.rounds[r]);
+		mrs_round_to_info(&m->stream.rounds[r], &info->rounds[r]);
 	mrs_image_reader_close(&img);
 	*out = info;
 	return 0;

@@ -171,7 +171,7 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 {
 	char phase[32];
 	struct mrs_chan_stats before, after;
-	struct mrs_round_info *ri, *grown;
+	struct mrs_round_info *grown;
 	struct mrs_round r = {0};
 	uint64_t t0 = mrs_now_ns();
 	struct mrs_pass pass = {s->cs, s->cb, s->n,   MRS_JOB_SAVE,
@@ -196,10 +196,7 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	if (!grown)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	s->rounds = grown;
-	ri = &s->rounds[s->nrounds++];
-	*ri = (struct mrs_round_info){r.number,	       frozen,		r.pages_scanned,
-				      r.pages_dirty,   r.pages_written, r.pages_zeroed,
-				      r.bytes_written, r.duration_ns};
+	mrs_round_to_info(&r, &s->rounds[s->nrounds++]);
 	if (mrs_stream_append_round(&s->stream, &r) || mrs_stream_append_eos(&s->stream))
 		return mrs_err(err, -ENOMEM, "out of memory");
 	return mrs_meta_write_stream(s->file.fd, s->sb.stream_offset, &s->stream, &s->flushed, err);

@@ -322,3 +322,15 @@ fail:
 	mrs_stream_info_free(info);
 	return ret;
 }
+
+void mrs_round_to_info(const struct mrs_round *r, struct mrs_round_info *out)
+{
+	out->number = r->number;
+	out->frozen = !!(r->flags & MRS_ROUND_FROZEN);
+	out->pages_scanned = r->pages_scanned;
+	out->pages_dirty = r->pages_dirty;
+	out->pages_written = r->pages_written;
+	out->pages_zeroed = r->pages_zeroed;
+	out->bytes_written = r->bytes_written;
+	out->duration_ns = r->duration_ns;
+}

@@ -84,6 +84,9 @@ int mrs_stream_parse(const uint8_t *buf, uint64_t len, uint64_t base, struct mrs
 		     struct mrs_error *err);
 void mrs_stream_info_free(struct mrs_stream_info *info);
 
+/* A round record as the public API reports it. */
+void mrs_round_to_info(const struct mrs_round *r, struct mrs_round_info *out);
+
 /* "ROUND", "EOS", ...; "unknown" for anything else. */
 const char *mrs_rec_kind_name(uint32_t flags);
 

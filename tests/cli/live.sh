@@ -30,16 +30,21 @@ live_check() {
 	grep -q '"downtime_seconds"' "$T/snap.json" || fail "no downtime reported"
 }
 
+# Three live snapshots each with -j 1 and -j 4, then stop the guest.
+live_loop() {
+	for j in 1 4; do
+		for i in 1 2 3; do
+			live_check $j
+		done
+	done
+	kill $gpid
+}
+
 # A guest writing as fast as it can on 5% of its pages, with some pages
 # turning zero again and some A-B-A changes.
 guest_kind="mixed writer"
 start_guest "$R/ram" --working-set 5
-for j in 1 4; do
-	for i in 1 2 3; do
-		live_check $j
-	done
-done
-kill $gpid
+live_loop
 
 # Every change A-B-A: a page turns B and back to exactly A, over and over.
 #
@@ -53,12 +58,7 @@ kill $gpid
 # mixed writer above still passed.
 guest_kind="A-B-A writer"
 start_guest "$R/ram" --working-set 1 --mode aba --hold 50
-for j in 1 4; do
-	for i in 1 2 3; do
-		live_check $j
-	done
-done
-kill $gpid
+live_loop
 
 # Convergence: a guest dirtying all its memory as fast as it can, faster
 # than any round can write it: the rounds still end, and say why.

@@ -532,23 +532,38 @@ static void test_injected_eio_stops_everything(void **state)
 	img_free(&im);
 }
 
+/*
+ * Save one block of the given pages through two channels, then open a
+ * read-only set with hooks and queue loads of every page: for tests of
+ * failures on the load side.
+ */
+static struct mrs_chanset *save_then_load(struct img *im, const uint64_t *pages,
+					  const struct mrs_chan_hooks *hooks)
+{
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+
+	img_init(im, NULL, 1, pages, 4096);
+	cfg = config(im, 2, true);
+	save_all(im, &cfg, 0, NULL);
+	cfg = config(im, 2, false);
+	cfg.hooks = hooks;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im->blocks, 1, &err), 0);
+	queue_all(cs, im, MRS_JOB_LOAD, 0, 8);
+	return cs;
+}
+
 static void test_injected_eio_on_read(void **state)
 {
 	static const uint64_t pages[] = {512};
 	struct inject in = {.channel = 0, .nth = 2, .res = -EIO, .which = IMAGE_READS};
 	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
-	struct mrs_chan_config cfg;
 	struct mrs_chanset *cs;
 	struct mrs_error err = {0};
 	struct img im;
 
-	img_init(&im, NULL, 1, pages, 4096);
-	cfg = config(&im, 2, true);
-	save_all(&im, &cfg, 0, NULL);
-	cfg = config(&im, 2, false);
-	cfg.hooks = &hooks;
-	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
-	queue_all(cs, &im, MRS_JOB_LOAD, 0, 8);
+	cs = save_then_load(&im, pages, &hooks);
 	assert_int_equal(mrs_chanset_sync(cs, &err), -EIO);
 	assert_msg_has(&err, "channel 0: read of block 'ram0' at offset 0x");
 	mrs_chanset_close(cs);
@@ -561,18 +576,11 @@ static void test_target_write_error(void **state)
 	static const uint64_t pages[] = {256};
 	struct inject in = {.channel = 1, .nth = 1, .res = -ENOSPC, .which = TARGET_WRITES};
 	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
-	struct mrs_chan_config cfg;
 	struct mrs_chanset *cs;
 	struct mrs_error err = {0};
 	struct img im;
 
-	img_init(&im, NULL, 1, pages, 4096);
-	cfg = config(&im, 2, true);
-	save_all(&im, &cfg, 0, NULL);
-	cfg = config(&im, 2, false);
-	cfg.hooks = &hooks;
-	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
-	queue_all(cs, &im, MRS_JOB_LOAD, 0, 8);
+	cs = save_then_load(&im, pages, &hooks);
 	assert_int_equal(mrs_chanset_sync(cs, &err), -ENOSPC);
 	assert_msg_has(&err, "channel 1: cannot write block 'ram0' to its target at offset 0x");
 	assert_msg_has(&err, "No space left on device");
