@@ -15,17 +15,16 @@
 
 /* What a request is doing now. */
 enum stage {
-	STAGE_IMAGE_WRITE, /* save: pages from a buffer to the image */
-	STAGE_IMAGE_READ,  /* load, verify: pages from the image into a buffer */
-	STAGE_TARGET_WRITE /* load: the buffer on to the block's file */
+	STAGE_IMAGE_WRITE, /* save: pages from a buffer to the image, through the ring */
+	STAGE_IMAGE_READ,  /* load, verify: pages from the image into a buffer, through the ring */
+	STAGE_TARGET_WRITE /* load: the buffer on to the block's file, by pwrite (mrs_chan_store) */
 };
 
 /* One request in flight: a run of contiguous pages of one block, in one buffer. */
 struct request {
 	struct mrs_io io; /* what was asked last, as hooks see it */
 	enum stage stage;
-	int fd;	       /* where this stage reads or writes */
-	uint64_t base; /* file offset of the run for this stage */
+	uint64_t base; /* file offset of the run in the image */
 	uint8_t *buf;  /* the run's bytes, inside buffer `slot` */
 	uint32_t done; /* bytes of this stage transferred so far */
 	uint32_t len;  /* bytes of the run */

@@ -213,7 +213,6 @@ static enum built build_save(struct channel *ch, struct request *rq)
 		}
 		if (rq->npages) {
 			rq->stage = STAGE_IMAGE_WRITE;
-			rq->fd = ch->fd;
 			rq->slot = c->slot;
 			ch->slot_refs[c->slot]++;
 			release_chunk_if_done(ch);
@@ -249,7 +248,6 @@ static enum built build_read(struct channel *ch, struct request *rq)
 		rq->npages++;
 	}
 	rq->stage = STAGE_IMAGE_READ;
-	rq->fd = ch->fd;
 	rq->buf = slot_ptr(ch, rq->slot);
 	return BUILT;
 }
@@ -289,23 +287,23 @@ static void submit(struct channel *ch, struct request *rq)
 	uint8_t *buf = rq->buf + rq->done;
 
 	/* depth requests at most, and the ring has depth entries: never NULL. */
-	rq->io.write = rq->stage != STAGE_IMAGE_READ;
-	rq->io.target = rq->stage == STAGE_TARGET_WRITE;
+	rq->io.write = rq->stage == STAGE_IMAGE_WRITE;
+	rq->io.target = false; /* the ring only ever moves image pages */
 	rq->io.block = rq->block;
 	rq->io.offset = rq->base + rq->done;
 	rq->io.len = rq->len - rq->done;
 	if (hooks && hooks->before_submit)
 		hooks->before_submit(hooks->ctx, ch->id, &rq->io);
 	if (rq->io.write && ch->fixed)
-		io_uring_prep_write_fixed(sqe, rq->fd, buf, rq->io.len, rq->io.offset,
+		io_uring_prep_write_fixed(sqe, ch->fd, buf, rq->io.len, rq->io.offset,
 					  (int)rq->slot);
 	else if (rq->io.write)
-		io_uring_prep_write(sqe, rq->fd, buf, rq->io.len, rq->io.offset);
+		io_uring_prep_write(sqe, ch->fd, buf, rq->io.len, rq->io.offset);
 	else if (ch->fixed)
-		io_uring_prep_read_fixed(sqe, rq->fd, buf, rq->io.len, rq->io.offset,
+		io_uring_prep_read_fixed(sqe, ch->fd, buf, rq->io.len, rq->io.offset,
 					 (int)rq->slot);
 	else
-		io_uring_prep_read(sqe, rq->fd, buf, rq->io.len, rq->io.offset);
+		io_uring_prep_read(sqe, ch->fd, buf, rq->io.len, rq->io.offset);
 	io_uring_sqe_set_data(sqe, rq);
 	rq->busy = true;
 	ch->inflight++;
@@ -504,7 +502,7 @@ static void stage_done(struct channel *ch, struct request *rq)
 			return;
 		}
 		break;
-	case STAGE_TARGET_WRITE:
+	case STAGE_TARGET_WRITE: /* never through the ring */
 		break;
 	}
 	finish(ch, rq);
