@@ -129,8 +129,14 @@ static int plan_image(struct save *s, struct mrs_error *err)
 	if (ftruncate(s->file.fd, (off_t)s->sb.stream_offset))
 		return mrs_err_errno(err, -errno, "cannot size '%s' to %" PRIu64 " bytes",
 				     s->file.tmp, s->sb.stream_offset);
-	/* An incomplete superblock first: a crash from here on leaves an image that says so. */
+	/*
+	 * An incomplete superblock and the block headers first: a crash from
+	 * here on leaves an image that says it is incomplete, and that info can
+	 * still describe. The headers are written again with their checksums.
+	 */
 	ret = mrs_meta_write_superblock(s->file.fd, &s->sb, err);
+	if (!ret)
+		ret = mrs_meta_write_headers(s->file.fd, s->sb.block_table_offset, s->bh, s->n, err);
 	if (!ret)
 		ret = mrs_stream_append_blocks(&s->stream, s->n, s->sb.block_table_offset);
 	if (!ret)

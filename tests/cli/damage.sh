@@ -51,6 +51,21 @@ truncate -s $((pages_offset + 4096)) "$T/bad.img"
 expect_rc 1 "$MRSNAP" verify "$T/bad.img"
 expect_err "past the end of the file"
 
+# An incomplete image: what a snapshot killed before it finished leaves.
+# The freeze command kills mrsnap itself, after the temporary file is made.
+"$MRSNAP" snapshot "$T/inc.img" --ram pc.ram="$T/a.ram" \
+	--freeze-cmd 'kill -9 $PPID' --thaw-cmd true >/dev/null 2>&1
+[ -e "$T/inc.img" ] && fail "a killed snapshot left a file at the image's path"
+inc=$(ls "$T"/.inc.img.mrsnap-tmp.* 2>/dev/null | head -n 1)
+[ -n "$inc" ] || fail "the killed snapshot left no temporary file to look at"
+expect_rc 0 "$MRSNAP" info "$inc"
+expect_out "complete:   NO"
+expect_rc 1 "$MRSNAP" verify "$inc"
+expect_err "the image is incomplete"
+cp "$T/target.before" "$T/target"
+expect_rc 1 "$MRSNAP" restore "$inc" --ram pc.ram="$T/target"
+cmp -s "$T/target" "$T/target.before" || fail "an incomplete image changed the target"
+
 # Not an image at all.
 expect_rc 1 "$MRSNAP" info "$T/a.ram"
 expect_err "not an mrsnap image"
