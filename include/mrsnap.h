@@ -141,6 +141,10 @@ struct mrs_save_opts {
 	int live;
 	unsigned downtime_ms; /* target for the frozen round; default 300 */
 	unsigned max_rounds;  /* all rounds, the frozen one included; default 30, at least 2 */
+
+	/* Called from the calling thread after each round; may be NULL. */
+	void (*round_done)(void *ctx, const struct mrs_round_info *round);
+	void *round_ctx;
 };
 
 /* Why the live rounds ended. */
@@ -164,7 +168,7 @@ struct mrs_save_report {
 	uint32_t nrounds;
 	struct mrs_round_info *rounds; /* nrounds of them; free with mrs_save_report_free() */
 	enum mrs_stop_reason stop_reason;
-	uint64_t downtime_ns; /* from the start of freezing to the end of thawing; 0 if none */
+	uint64_t downtime_ns;	/* from the start of freezing to the end of thawing; 0 if none */
 	unsigned stale_removed; /* temporary files of dead snapshots to the same image, removed */
 };
 

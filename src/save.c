@@ -136,7 +136,8 @@ static int plan_image(struct save *s, struct mrs_error *err)
 	 */
 	ret = mrs_meta_write_superblock(s->file.fd, &s->sb, err);
 	if (!ret)
-		ret = mrs_meta_write_headers(s->file.fd, s->sb.block_table_offset, s->bh, s->n, err);
+		ret =
+		    mrs_meta_write_headers(s->file.fd, s->sb.block_table_offset, s->bh, s->n, err);
 	if (!ret)
 		ret = mrs_stream_append_blocks(&s->stream, s->n, s->sb.block_table_offset);
 	if (!ret)
@@ -202,7 +203,10 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	if (!grown)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	s->rounds = grown;
-	mrs_round_to_info(&r, &s->rounds[s->nrounds++]);
+	mrs_round_to_info(&r, &s->rounds[s->nrounds]);
+	if (s->opts->round_done)
+		s->opts->round_done(s->opts->round_ctx, &s->rounds[s->nrounds]);
+	s->nrounds++;
 	if (mrs_stream_append_round(&s->stream, &r) || mrs_stream_append_eos(&s->stream))
 		return mrs_err(err, -ENOMEM, "out of memory");
 	return mrs_meta_write_stream(s->file.fd, s->sb.stream_offset, &s->stream, &s->flushed, err);

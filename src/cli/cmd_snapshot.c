@@ -262,6 +262,21 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 		       cli_seconds(r->downtime_ns) * 1e3);
 }
 
+/* Live, one line per round on stderr as it ends (unless -q or --json). */
+static void round_done(void *ctx, const struct mrs_round_info *r)
+{
+	char bytes[32];
+
+	cli_progress_done();
+	cli_fmt_bytes(bytes, sizeof(bytes), r->bytes_written);
+	fprintf(
+	    stderr,
+	    "round %u%s: %llu pages scanned, %llu dirty, %llu written, %llu zeroed, %s, %.3f s\n",
+	    r->number, r->frozen ? " (frozen)" : "", (unsigned long long)r->pages_scanned,
+	    (unsigned long long)r->pages_dirty, (unsigned long long)r->pages_written,
+	    (unsigned long long)r->pages_zeroed, bytes, cli_seconds(r->duration_ns));
+}
+
 static int run(struct args *a)
 {
 	struct mrs_save_report report;
@@ -272,6 +287,8 @@ static int run(struct args *a)
 		return cli_fail(&err);
 	cli_progress_setup(&a->c);
 	a->opts.io = a->c.io;
+	if (a->opts.live && !a->c.quiet && !a->c.json)
+		a->opts.round_done = round_done;
 	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
 	cli_progress_done();
 	if (ret)

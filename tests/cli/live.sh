@@ -106,6 +106,14 @@ expect_err "interrupted by SIGTERM"
 ls -a "$T" | grep -q mrsnap-tmp && fail "an interrupted snapshot left a temporary file"
 expect_running $gpid
 
+# Without --json, a live snapshot reports each round as it ends.
+expect_rc 0 "$MRSNAP" snapshot --live --max-rounds 3 --freeze-pid $gpid "$T/vm.img" --ram pc.ram="$R/ram"
+expect_err "round 0: 65536 pages scanned"
+expect_err "(frozen)"
+expect_out "live: "
+expect_out "downtime"
+rm -f "$T/vm.img"
+
 # --freeze-pid for a non-live snapshot: frozen for the pass, thawed after.
 expect_rc 0 "$MRSNAP" snapshot --freeze-pid $gpid "$T/vm.img" --ram pc.ram="$R/ram"
 expect_out "guest frozen for"
