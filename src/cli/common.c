@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ram.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -129,6 +130,7 @@ bool cli_parse_uint(const char *cmd, const char *opt, const char *s, unsigned mi
 bool cli_parse_ram(const char *cmd, char *s, struct mrs_ram *ram)
 {
 	char *eq = strchr(s, '='), *opt;
+	struct mrs_error err;
 
 	memset(ram, 0, sizeof(*ram));
 	if (!eq || eq == s || !eq[1]) {
@@ -150,6 +152,11 @@ bool cli_parse_ram(const char *cmd, char *s, struct mrs_ram *ram)
 	}
 	if (!*ram->path) {
 		cli_usage_error(cmd, "--ram %s needs a path", ram->name);
+		return false;
+	}
+	/* The library's own rule for names, applied here so a bad one is a usage error. */
+	if (mrs_ram_check_name(ram->name, &err)) {
+		cli_usage_error(cmd, "%s", err.msg);
 		return false;
 	}
 	return true;

@@ -23,6 +23,10 @@ expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram pc.ram
 expect_err "--ram needs NAME=PATH"
 expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram a=/x --ram a=/y
 expect_err "block name 'a' is given twice"
+expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram "$(printf 'a\tb')=/x"
+expect_err "holds a control character"
+expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram "$(printf '%070d' 0)=/x"
+expect_err "must be 1 to 63 bytes long"
 expect_rc 2 "$MRSNAP" snapshot -j 0 "$T/x.img" --ram a=/x
 expect_err "--channels needs a whole number from 1 to 64, not '0'"
 expect_rc 2 "$MRSNAP" snapshot -j 65 "$T/x.img" --ram a=/x
