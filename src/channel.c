@@ -538,6 +538,7 @@ void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum)
 		sum->pages_written += s->pages_written;
 		sum->pages_zeroed += s->pages_zeroed;
 		sum->pages_read += s->pages_read;
+		sum->pages_skipped += s->pages_skipped;
 		sum->pages_bad += s->pages_bad;
 		sum->bytes_written += s->bytes_written;
 		sum->bytes_read += s->bytes_read;

@@ -55,6 +55,11 @@ struct mrs_chan_block {
 	uint64_t page_count;
 	uint64_t pages_offset; /* of its page region in the image */
 	/*
+	 * Save: fd is a file whose holes SEEK_DATA finds cheaply (tmpfs):
+	 * pages in holes are zero, and are skipped without reading them.
+	 */
+	bool sparse;
+	/*
 	 * Per-page state. A channel reads and writes only the entries of the
 	 * pages in its own jobs; the main thread reads them after a sync.
 	 *   hashes:  save: xxh3-64 of what was last written (0: nothing);
@@ -127,7 +132,8 @@ struct mrs_chan_stats {
 	uint64_t pages_written;
 	uint64_t pages_zeroed; /* save: present before, zero now */
 	uint64_t pages_read;
-	uint64_t pages_bad; /* verify: hash mismatches */
+	uint64_t pages_skipped; /* save: in holes of a sparse block's file, never read */
+	uint64_t pages_bad;	/* verify: hash mismatches */
 	uint64_t bytes_written;
 	uint64_t bytes_read;
 	uint64_t requests;

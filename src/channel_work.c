@@ -111,6 +111,16 @@ static void punch_page(struct channel *ch, const struct mrs_chan_block *b, uint6
  * guest changing the page meanwhile cannot make the hash and the image
  * disagree (DESIGN.md, the A-B-A rule).
  */
+/* A page that is zero now: never written, or cleared and punched out if it was. */
+static void zero_page(struct channel *ch, struct mrs_chan_block *b, uint64_t page)
+{
+	if (b->present[page]) {
+		punch_page(ch, b, page);
+		b->present[page] = 0;
+		b->hashes[page] = 0;
+	}
+}
+
 static bool save_page(struct channel *ch, const uint8_t *copy, uint64_t page)
 {
 	struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
@@ -118,11 +128,7 @@ static bool save_page(struct channel *ch, const uint8_t *copy, uint64_t page)
 
 	ch->stats.pages_scanned++;
 	if (page_is_zero(copy, b->page_size)) {
-		if (b->present[page]) {
-			punch_page(ch, b, page);
-			b->present[page] = 0;
-			b->hashes[page] = 0;
-		}
+		zero_page(ch, b, page);
 		return false;
 	}
 	h = mrs_hash(copy, b->page_size);
@@ -132,6 +138,40 @@ static bool save_page(struct channel *ch, const uint8_t *copy, uint64_t page)
 	b->hashes[page] = h;
 	b->present[page] = 1;
 	return true;
+}
+
+/*
+ * Pages from the cursor on that lie in a hole of the block's file, and so
+ * read as zero: found with SEEK_DATA, and never read or hashed. Guest
+ * memory a VM never touched is such a hole in its RAM file.
+ */
+static uint64_t hole_pages(struct channel *ch, const struct mrs_chan_block *b, uint64_t end)
+{
+	off_t at = (off_t)(ch->cursor * b->page_size);
+	off_t data;
+
+	if (!b->sparse)
+		return 0;
+	data = lseek(b->fd, at, SEEK_DATA); /* the fd's offset is unused: all reads are pread */
+	if (data < 0)
+		return errno == ENXIO ? end - ch->cursor : 0; /* ENXIO: no data up to EOF */
+	if (data <= at)
+		return 0;
+	return (uint64_t)(data - at) / b->page_size < end - ch->cursor
+		   ? (uint64_t)(data - at) / b->page_size
+		   : end - ch->cursor;
+}
+
+static void skip_holes(struct channel *ch)
+{
+	struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	uint64_t n = hole_pages(ch, b, ch->cur.first_page + ch->cur.npages);
+
+	for (uint64_t i = 0; i < n; i++)
+		zero_page(ch, b, ch->cursor + i);
+	ch->cursor += n;
+	ch->stats.pages_scanned += n;
+	ch->stats.pages_skipped += n;
 }
 
 /* Read the next buffer's worth of the job's pages from the block's file. */
@@ -190,6 +230,7 @@ static enum built build_save(struct channel *ch, struct request *rq)
 		if (!c->valid) {
 			enum built r;
 
+			skip_holes(ch);
 			if (ch->cursor >= ch->cur.first_page + ch->cur.npages)
 				return DONE;
 			r = read_chunk(ch);

@@ -31,6 +31,14 @@ int mrs_ram_check_name(const char *name, struct mrs_error *err)
 	return 0;
 }
 
+/* Whether the file is on tmpfs (memfd too), where SEEK_DATA is a quick walk. */
+static bool on_tmpfs(int fd)
+{
+	struct statfs sfs;
+
+	return fstatfs(fd, &sfs) == 0 && sfs.f_type == TMPFS_MAGIC;
+}
+
 /* Page size of the backing: hugetlbfs's huge page size, else 4 KiB. */
 static uint64_t backing_page_size(int fd)
 {
@@ -100,6 +108,7 @@ int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struc
 	if (ret)
 		goto fail;
 	m->page_size = backing_page_size(m->fd);
+	m->sparse = on_tmpfs(m->fd);
 	m->size = spec->size ? spec->size : have;
 	if (m->size == 0 || m->size % m->page_size) {
 		ret = mrs_err(err, -EINVAL,

@@ -19,6 +19,7 @@ struct mrs_ram_map {
 	uint64_t size;
 	uint64_t page_size; /* the backing's page size: 4096, or hugetlbfs's */
 	bool blockdev;
+	bool sparse; /* on tmpfs: holes are cheap to find with SEEK_DATA */
 };
 
 /* Check a block name for an image: 1..63 bytes, printable, no '=' or ','. */

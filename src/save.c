@@ -160,6 +160,7 @@ static int open_channels(struct save *s, struct mrs_error *err)
 
 		cb->name = s->bh[i].name;
 		cb->fd = s->src[i].fd;
+		cb->sparse = s->src[i].sparse;
 		cb->page_size = s->bh[i].page_size;
 		cb->page_count = s->bh[i].page_count;
 		cb->pages_offset = s->bh[i].pages_offset;

@@ -219,6 +219,41 @@ static void test_save_huge_pages(void **state)
 	img_free(&im);
 }
 
+/*
+ * A block whose file has holes: the holes' pages are zero without being
+ * read (counted as skipped), and a page that was written and is now a hole
+ * is punched out like any page that became zero.
+ */
+static void test_sparse_file_holes_skipped(void **state)
+{
+	static const uint64_t pages[] = {1024};
+	struct mrs_chan_config cfg;
+	struct mrs_chan_stats st;
+	struct img im;
+	int fd;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	fd = im.blocks[0].fd;
+	/* pages 100..899 become a hole; 951 written now, a hole later */
+	assert_int_equal(
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100 * 4096, 800 * 4096), 0);
+	im.blocks[0].sparse = true;
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, &st);
+	check_image(&im);
+	assert_int_equal(st.pages_scanned, 1024);
+	assert_true(st.pages_skipped >= 800 - 2 * 64); /* jobs may split the hole */
+	assert_int_equal(im.blocks[0].present[951], 1);
+
+	assert_int_equal(
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 951 * 4096, 4096), 0);
+	save_all(&im, &cfg, MRS_JOB_CHANGED_ONLY, &st);
+	check_image(&im);
+	assert_int_equal(im.blocks[0].present[951], 0);
+	assert_int_equal(st.pages_zeroed, 1);
+	img_free(&im);
+}
+
 /* Round 2 sees page 3 changed, page 4 zero now, page 6 unchanged. */
 static void test_changed_only_and_punch(void **state)
 {
@@ -720,6 +755,7 @@ int main(void)
 	    cmocka_unit_test(test_save_every_page_lands_in_place),
 	    cmocka_unit_test(test_save_huge_pages),
 	    cmocka_unit_test(test_changed_only_and_punch),
+	    cmocka_unit_test(test_sparse_file_holes_skipped),
 	    cmocka_unit_test(test_ordering_sync_between_rounds),
 	    cmocka_unit_test(test_ordering_without_sync_keeps_stale_bytes),
 	    cmocka_unit_test(test_restore_random_order_syncs_once),
