@@ -104,11 +104,6 @@ bool mrs_add_ok(uint64_t a, uint64_t b, uint64_t *sum)
 	return !__builtin_add_overflow(a, b, sum);
 }
 
-bool mrs_mul_ok(uint64_t a, uint64_t b, uint64_t *product)
-{
-	return !__builtin_mul_overflow(a, b, product);
-}
-
 bool mrs_align_up_ok(uint64_t v, uint64_t align, uint64_t *out)
 {
 	uint64_t bumped;

@@ -94,7 +94,6 @@ uint64_t mrs_bitmap_bytes(uint64_t page_count);
 
 /* Checked arithmetic: false on overflow. */
 bool mrs_add_ok(uint64_t a, uint64_t b, uint64_t *sum);
-bool mrs_mul_ok(uint64_t a, uint64_t b, uint64_t *product);
 bool mrs_align_up_ok(uint64_t v, uint64_t align, uint64_t *out);
 
 bool mrs_page_size_ok(uint64_t page_size);
