@@ -9,7 +9,7 @@
  * per-page work (reading RAM, zero detection, xxh3-64) and the I/O, in runs
  * of contiguous pages of up to max_request bytes.
  *
- * Sync (DESIGN.md, "Channels, and when they sync"): mrs_chanset_sync()
+ * Sync (docs/DESIGN.md, "Channels and when they sync"): mrs_chanset_sync()
  * returns only when every job queued before it has completed on every
  * channel. Save calls it between dirty rounds and before writing bitmaps and
  * checksum tables, because a page written by channel 0 in round N and by

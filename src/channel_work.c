@@ -105,12 +105,6 @@ static void punch_page(struct channel *ch, const struct mrs_chan_block *b, uint6
 	ch->stats.pages_zeroed++;
 }
 
-/*
- * Decide for one page, from the copy in our buffer, whether it is written.
- * Its hash is computed from that copy, the bytes that will be written: a
- * guest changing the page meanwhile cannot make the hash and the image
- * disagree (DESIGN.md, the A-B-A rule).
- */
 /* A page that is zero now: never written, or cleared and punched out if it was. */
 static void zero_page(struct channel *ch, struct mrs_chan_block *b, uint64_t page)
 {
@@ -121,6 +115,12 @@ static void zero_page(struct channel *ch, struct mrs_chan_block *b, uint64_t pag
 	}
 }
 
+/*
+ * Decide for one page, from the copy in our buffer, whether it is written.
+ * Its hash is computed from that copy, the bytes that will be written: a
+ * guest changing the page meanwhile cannot make the hash and the image
+ * disagree (docs/DESIGN.md, "The A-B-A rule").
+ */
 static bool save_page(struct channel *ch, const uint8_t *copy, uint64_t page)
 {
 	struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];

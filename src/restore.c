@@ -2,7 +2,9 @@
 /*
  * The restore engine: validate the whole image, then (and only then) open
  * and clear the targets, and load the present pages through the channels,
- * which read in any order and are waited for once, at the end.
+ * which read in any order and are waited for once, at the end
+ * (docs/DESIGN.md, "Acquire, validate, then change" and "Channels and when
+ * they sync").
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -264,7 +264,7 @@ static int save_paused(struct save *s, struct mrs_error *err)
 /*
  * Whether the live rounds should end after the round just run, and why.
  * Round 0 wrote everything, so the dirty set can only be compared from
- * round 2 on.
+ * round 2 on. The policy: docs/DESIGN.md, "Live rounds".
  */
 static bool rounds_done(struct save *s, uint64_t live_bytes, uint64_t live_ns, uint64_t prev_dirty)
 {
@@ -292,7 +292,7 @@ static bool rounds_done(struct save *s, uint64_t live_bytes, uint64_t live_ns, u
  * Live: rounds while the guest runs, then freeze, a final round, thaw.
  * Channels always read pages into their buffers and hash and write that
  * copy, so a page the guest changes meanwhile cannot leave the image with
- * bytes its hash does not describe (DESIGN.md, A-B-A).
+ * bytes its hash does not describe (docs/DESIGN.md, "The A-B-A rule").
  */
 static int save_live(struct save *s, struct mrs_error *err)
 {
@@ -346,7 +346,8 @@ static int sync_file(struct save *s, struct mrs_error *err)
 /*
  * Everything but the complete flag, made durable; then the flag, made
  * durable; then the rename. A crash anywhere before the flag leaves an image
- * every reader refuses; before the rename, nothing at the final path.
+ * every reader refuses; before the rename, nothing at the final path
+ * (docs/DESIGN.md, "The publish order").
  */
 static int finish_image(struct save *s, struct mrs_error *err)
 {

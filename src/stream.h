@@ -5,7 +5,8 @@
  * A record is a 16-byte header (kind flags, payload length, checksum) and a
  * payload. The writer builds the stream in memory (it is small: one record
  * per round) and the caller writes the new bytes out; the reader validates a
- * whole stream held in memory. No I/O here. See mrsnap-image(5).
+ * whole stream held in memory. No I/O here. See mrsnap-image(5), and
+ * docs/DESIGN.md, "What the loader rejects and tolerates".
  */
 #ifndef MRS_STREAM_H
 #define MRS_STREAM_H
