@@ -30,6 +30,26 @@ expect_err "must be 1 to 63 bytes long"
 expect_rc 2 "$MRSNAP" snapshot -j 0 "$T/x.img" --ram a=/x
 expect_err "--channels needs a whole number from 1 to 64, not '0'"
 expect_rc 2 "$MRSNAP" snapshot -j 65 "$T/x.img" --ram a=/x
+# The limits of --downtime and --max-rounds that mrsnap(1) documents: a
+# build that took 0, a round count of 1, a value past the top, a unit, or
+# either option without --live, fails here.
+live="--live --freeze-cmd true --thaw-cmd true"
+expect_rc 2 "$MRSNAP" snapshot $live --downtime 0 "$T/x.img" --ram a=/x
+expect_err "--downtime needs a whole number from 1 to 3600000, not '0'"
+expect_rc 2 "$MRSNAP" snapshot $live --downtime 3600001 "$T/x.img" --ram a=/x
+expect_err "--downtime needs a whole number from 1 to 3600000, not '3600001'"
+expect_rc 2 "$MRSNAP" snapshot $live --downtime 100ms "$T/x.img" --ram a=/x
+expect_err "--downtime needs a whole number from 1 to 3600000, not '100ms'"
+expect_rc 2 "$MRSNAP" snapshot $live --downtime -1 "$T/x.img" --ram a=/x
+expect_rc 2 "$MRSNAP" snapshot $live --max-rounds 1 "$T/x.img" --ram a=/x
+expect_err "--max-rounds needs a whole number from 2 to 100000, not '1'"
+expect_rc 2 "$MRSNAP" snapshot $live --max-rounds 0 "$T/x.img" --ram a=/x
+expect_rc 2 "$MRSNAP" snapshot $live --max-rounds 100001 "$T/x.img" --ram a=/x
+expect_err "--max-rounds needs a whole number from 2 to 100000, not '100001'"
+expect_rc 2 "$MRSNAP" snapshot --downtime 100 "$T/x.img" --ram a=/x
+expect_err "--downtime and --max-rounds are for --live"
+expect_rc 2 "$MRSNAP" snapshot --max-rounds 5 "$T/x.img" --ram a=/x
+expect_err "--downtime and --max-rounds are for --live"
 expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram "a=/x,size=12Q"
 expect_err "bad size '12Q'"
 expect_rc 2 "$MRSNAP" snapshot --bogus "$T/x.img" --ram a=/x
