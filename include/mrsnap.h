@@ -180,6 +180,9 @@ struct mrs_save_report {
  * temporary name in the same directory, mode 0600, and renamed into place
  * only once it is complete and durable; on failure nothing is left behind.
  * An existing file (or symlink) at path is an error (-EEXIST) unless force.
+ * Anything at path but a regular file or a symlink (a device node, a FIFO, a
+ * socket: -EEXIST; a directory: -EISDIR) is never replaced, force or not; an
+ * empty path is -EINVAL.
  */
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	     const struct mrs_save_opts *opts, struct mrs_save_report *report,

@@ -35,6 +35,9 @@ int cli_fail(const struct mrs_error *err);
  */
 int cli_report_failure(int ret, const struct mrs_error *err, const char *after_interrupt);
 
+/* IMAGE as given: not empty, not '-' (images are not streams); false after a usage error. */
+bool cli_check_image(const char *cmd, const char *image);
+
 /* Parsing. Each returns false (after saying why) on bad input. */
 bool cli_parse_size(const char *s, uint64_t *out);
 bool cli_parse_uint(const char *cmd, const char *opt, const char *s, unsigned min, unsigned max,

@@ -148,6 +148,8 @@ int cmd_info(int argc, char **argv)
 		return cli_usage_error(
 		    "info", optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
 		    argv[argc - 1]);
+	if (!cli_check_image("info", argv[optind]))
+		return EXIT_USAGE;
 	if (mrs_image_info(argv[optind], &info, &err))
 		return cli_fail(&err);
 	if (json)

@@ -112,6 +112,8 @@ int cmd_restore(int argc, char **argv)
 				argv[argc - 1]);
 		goto usage;
 	}
+	if (!cli_check_image("restore", argv[optind]))
+		goto usage;
 	cli_progress_setup(&c);
 	opts.io = c.io;
 	ret = mrs_restore(argv[optind], ram, nram, &opts, &report, &err);

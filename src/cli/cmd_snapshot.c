@@ -154,6 +154,8 @@ static bool check_args(struct args *a, int argc, char **argv)
 		return false;
 	}
 	a->image = argv[optind];
+	if (!cli_check_image("snapshot", a->image))
+		return false;
 	if (!a->nram) {
 		cli_usage_error("snapshot", "give at least one --ram NAME=PATH");
 		return false;

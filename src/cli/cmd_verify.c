@@ -92,6 +92,8 @@ int cmd_verify(int argc, char **argv)
 		    "verify", optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
 		    argv[argc - 1]);
 	image = argv[optind];
+	if (!cli_check_image("verify", image))
+		return EXIT_USAGE;
 	cli_progress_setup(&c);
 	ret = mrs_verify(image, &c.io, &report, &err);
 	cli_progress_done();

@@ -41,6 +41,21 @@ int cli_bad_option(const char *cmd)
 	return EXIT_USAGE;
 }
 
+bool cli_check_image(const char *cmd, const char *image)
+{
+	if (!*image) {
+		cli_usage_error(cmd, "IMAGE is an empty string");
+		return false;
+	}
+	/* The layout gives every page a fixed offset: it is written and read in place. */
+	if (!strcmp(image, "-")) {
+		cli_usage_error(cmd, "IMAGE cannot be '-': an image is a file, never a stream "
+				     "on stdin or stdout (for a file named '-', write ./-)");
+		return false;
+	}
+	return true;
+}
+
 int cli_fail(const struct mrs_error *err)
 {
 	cli_error("%s", err->msg);

@@ -44,5 +44,25 @@ expect_rc 2 "$MRSNAP" info
 expect_rc 2 "$MRSNAP" restore
 expect_rc 2 "$MRSNAP" restore "$T/x.img" --ram "a=/x,size=1M"
 expect_err "size= is not for restore"
+# '-' is not stdin or stdout for any command: images are not streams, and
+# a file named '-' would otherwise be created or read (item 17). ./- works.
+for cmd in "snapshot - --ram a=/x" "info -" "verify -" "restore -"; do
+	(cd "$T" && expect_rc 2 "$MRSNAP" $cmd) || exit 1
+	expect_err "IMAGE cannot be '-'"
+	expect_err "write ./-"
+	[ -e "$T/-" ] && fail "'mrsnap $cmd' created a file named '-'"
+done
+# An empty IMAGE is refused before anything is written (the old code wrote a
+# whole image and then failed to rename it).
+"$MKRAM" "$T/a.ram" 1M 1 || fail "mkram"
+for cmd in snapshot info verify restore; do
+	if [ $cmd = snapshot ]; then
+		(cd "$T" && expect_rc 2 "$MRSNAP" snapshot "" --ram pc.ram="$T/a.ram") || exit 1
+	else
+		expect_rc 2 "$MRSNAP" $cmd ""
+	fi
+	expect_err "IMAGE is an empty string"
+done
+ls -a "$T" | grep -q mrsnap-tmp && fail "an empty IMAGE left a temporary file"
 [ -e "$T/x.img" ] && fail "a usage error created a file"
 exit 0

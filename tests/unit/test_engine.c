@@ -110,6 +110,7 @@ static int setup(void **state)
 	free(buf);
 	f->spec = (struct mrs_ram){"pc.ram", f->ram, 0};
 	pwrite_ok = -1;
+	pwrite_err = ENOSPC;
 	pwrite_calls = 0;
 	fsync_err = rename_err = 0;
 	mrs_chan_test_hooks = NULL;
@@ -245,6 +246,30 @@ static void test_restore_target_cannot_be_created(void **state)
 	assert_msg_has(&err, "cannot open target '/nonexistent/dir/target'");
 }
 
+/*
+ * Item 17: an empty path or one ending in '/' cannot be renamed to, so it is
+ * refused before any page is written (the old code wrote a whole image into
+ * ". .mrsnap-tmp.*" and then failed at the rename).
+ */
+static void test_save_refuses_unusable_path(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_error err = {0};
+	char *slash;
+
+	assert_int_equal(asprintf(&slash, "%s/new/", f->dir) > 0, 1);
+	pwrite_ok = 0; /* any write at all fails, with a message the checks below reject */
+	pwrite_err = EROFS;
+	assert_int_equal(mrs_save("", &f->spec, 1, &o, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "the image path is empty");
+	assert_int_equal(mrs_save(slash, &f->spec, 1, &o, NULL, &err), -EISDIR);
+	assert_msg_has(&err, "names a directory, not an image file");
+	assert_int_equal(pwrite_calls, 0);
+	assert_nothing_left(f);
+	free(slash);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +279,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_save_rename_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_eio, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_target_cannot_be_created, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_refuses_unusable_path, setup, teardown),
 	};
 	if (!mrs_test_have_io_uring())
 		return TEST_SKIP;
