@@ -170,6 +170,13 @@ struct mrs_save_report {
 	enum mrs_stop_reason stop_reason;
 	uint64_t downtime_ns;	/* from the start of freezing to the end of thawing; 0 if none */
 	unsigned stale_removed; /* temporary files of dead snapshots to the same image, removed */
+	/*
+	 * Set when mrs_save fails after the image was renamed into place: only
+	 * the sync of its directory failed. The image is complete and at path
+	 * (an image it replaced is gone) but may not survive a crash; the rest
+	 * of the report is filled in too, and must be freed.
+	 */
+	int not_durable;
 };
 
 /*

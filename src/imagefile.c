@@ -203,16 +203,32 @@ out:
 	return ret;
 }
 
+/*
+ * Runs after the rename, so a failure here must not read as "no image": the
+ * image is complete and at its path (and with force, what was there before
+ * is gone); only its directory entry may not survive a crash.
+ */
 static int sync_dir(const char *path, struct mrs_error *err)
 {
 	char *d = strdup(path);
+	const char *dir;
 	int fd, ret = 0;
 
 	if (!d)
-		return mrs_err(err, -ENOMEM, "out of memory");
-	fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd))
-		ret = mrs_err_errno(err, -errno, "cannot sync directory '%s'", d);
+		return mrs_err(err, -ENOMEM,
+			       "the image '%s' is complete and in place, but its directory could "
+			       "not be synced: out of memory; it may not survive a crash",
+			       path);
+	dir = dirname(d);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd)) {
+		int e = errno;
+
+		ret = mrs_err(err, -e,
+			      "the image '%s' is complete and in place, but its directory '%s' "
+			      "could not be synced: %s; it may not survive a crash",
+			      path, dir, strerror(e));
+	}
 	if (fd >= 0)
 		close(fd);
 	free(d);
@@ -253,6 +269,7 @@ int mrs_imagefile_publish(struct mrs_imagefile *f, bool force, bool no_fsync, st
 	}
 	free(f->tmp);
 	f->tmp = NULL;
+	f->published = true;
 	return no_fsync ? 0 : sync_dir(f->path, err);
 }
 

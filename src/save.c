@@ -432,6 +432,8 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	int ret;
 
 	s.file.fd = -1;
+	if (report)
+		memset(report, 0, sizeof(*report));
 	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
 	if (!ret)
 		ret = check_live_opts(s.opts, err);
@@ -454,8 +456,11 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 		s.cs = NULL;
 		ret = finish_image(&s, err);
 	}
-	if (!ret && report)
+	/* Failing after the rename is not "no image": say what is on disk. */
+	if (report && (!ret || s.file.published)) {
 		fill_report(&s, report);
+		report->not_durable = ret != 0;
+	}
 	cleanup(&s);
 	return ret;
 }

@@ -18,6 +18,8 @@ enum {
 	EXIT_DAMAGED = 1, /* the image is damaged, incomplete, or a checksum did not match */
 	EXIT_USAGE = 2,
 	EXIT_FAILED = 3, /* the operation failed: I/O error, missing target, interrupted */
+	/* snapshot: the image is complete and in place, but its directory sync failed */
+	EXIT_NOT_DURABLE = 4,
 };
 
 /* "mrsnap: ..." on stderr. */

@@ -38,7 +38,8 @@ static const char usage[] =
     "\n"
     "The image is written to a temporary file next to IMAGE (mode 0600) and renamed\n"
     "into place once complete. A frozen guest is thawed whatever happens.\n"
-    "Exit status: 0 ok, 2 usage, 3 failed. See mrsnap(1).\n";
+    "Exit status: 0 ok, 2 usage, 3 failed, 4 the image is in place but its directory\n"
+    "could not be synced. See mrsnap(1).\n";
 
 enum {
 	OPT_FORCE = 256,
@@ -293,6 +294,11 @@ static int run(struct args *a)
 		a->opts.round_done = round_done;
 	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
 	cli_progress_done();
+	if (ret && report.not_durable) {
+		cli_error("%s", err.msg);
+		mrs_save_report_free(&report);
+		return EXIT_NOT_DURABLE;
+	}
 	if (ret)
 		return cli_report_failure(ret, &err, "; no image was written");
 	if (a->c.json)
