@@ -83,6 +83,11 @@ int cli_common_option(const char *cmd, int opt, const char *arg, struct cli_comm
 
 /* Progress on stderr and SIGINT/SIGTERM turned into a clean stop. */
 void cli_progress_setup(struct cli_common *c);
+/*
+ * The progress line for a terminal of width columns: at most width - 1
+ * characters (never wrapping), shortened part by part, cut if need be.
+ */
+void cli_progress_format(char *buf, size_t len, const struct mrs_progress *p, unsigned width);
 /* Finish the progress line, if one was drawn. */
 void cli_progress_done(void);
 /* The signal that interrupted the operation, or 0. */
