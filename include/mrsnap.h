@@ -177,6 +177,9 @@ struct mrs_save_report {
 	 * of the report is filled in too, and must be freed.
 	 */
 	int not_durable;
+	uint32_t nblocks;
+	/* nblocks of them, as written (path: the source's, as recorded); NULL if out of memory */
+	struct mrs_block_info *blocks;
 };
 
 /*
@@ -212,6 +215,11 @@ struct mrs_restore_report {
 	uint64_t pages_read;
 	uint64_t bytes_read;
 	uint64_t duration_ns;
+	/*
+	 * nblocks of them (path: the target each was loaded into), NULL if out
+	 * of memory; free with mrs_restore_report_free().
+	 */
+	struct mrs_block_info *blocks;
 };
 
 /*
@@ -225,6 +233,7 @@ struct mrs_restore_report {
 int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
 		const struct mrs_restore_opts *opts, struct mrs_restore_report *report,
 		struct mrs_error *err);
+void mrs_restore_report_free(struct mrs_restore_report *report);
 
 /* ------------------------------------------------------------------------ */
 /* Verify                                                                   */

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "format.h"
 #include "freeze.h"
+#include "image.h"
 #include "imagefile.h"
 #include "meta.h"
 #include "pass.h"
@@ -404,6 +405,11 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	report->downtime_ns = s->downtime_ns;
 	report->stale_removed = s->file.stale_removed;
 	s->rounds = NULL;
+	/* The image is in place whatever happens here: without memory, no block list. */
+	report->nblocks = s->n;
+	report->blocks = calloc(s->n, sizeof(*report->blocks));
+	for (uint32_t i = 0; report->blocks && i < s->n; i++)
+		mrs_block_to_info(&s->bh[i], &report->blocks[i]);
 }
 
 static void cleanup(struct save *s)
@@ -470,6 +476,9 @@ void mrs_save_report_free(struct mrs_save_report *report)
 	free(report->rounds);
 	report->rounds = NULL;
 	report->nrounds = 0;
+	free(report->blocks);
+	report->blocks = NULL;
+	report->nblocks = 0;
 }
 
 const char *mrs_stop_reason_name(enum mrs_stop_reason reason)

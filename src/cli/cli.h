@@ -114,6 +114,29 @@ void json_u64(struct json *j, const char *key, uint64_t v);
 void json_double(struct json *j, const char *key, double v);
 void json_bool(struct json *j, const char *key, bool v);
 void json_hex64(struct json *j, const char *key, uint64_t v); /* as a 16-digit string */
+void json_null(struct json *j, const char *key);
+
+/*
+ * The documents of --json (mrsnap(1), JSON OUTPUT): one object on stdout
+ * per run, success or failure, starting with "schema", "command", "ok" and
+ * "image"; on failure with an "error" object. Bump the schema when a field
+ * changes meaning or goes away (adding one does not).
+ */
+#define CLI_JSON_SCHEMA 1
+/* Before the command parses its options: note whether --json is among them. */
+void cli_json_setup(const char *command, int argc, char **argv);
+void cli_json_on(void);
+/* IMAGE, once the command line gave it. */
+void cli_json_set_image(const char *image);
+/* Start the document: schema, command, ok, image. Close it with json_end(). */
+void cli_json_begin_doc(struct json *j, bool ok);
+/* "error": {message, errno (null if none), errno_name, exit}. */
+void cli_json_error(struct json *j, const char *message, int code, int exit_code);
+/* With --json and no document printed yet: one holding only the error. */
+void cli_json_failure(const char *message, int code, int exit_code);
+/* "blocks" and "rounds", the same in every command; pages counted unless !counted. */
+void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32_t n, bool counted);
+void cli_json_rounds(struct json *j, const struct mrs_round_info *rounds, uint32_t n);
 
 int cmd_snapshot(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

@@ -47,6 +47,7 @@ static int run_command(int (*run)(int, char **), const char *name, int argc, cha
 
 	snprintf(prog, sizeof(prog), "mrsnap %s", name);
 	argv[0] = prog;
+	cli_json_setup(name, argc, argv);
 	return run(argc, argv);
 }
 
