@@ -170,6 +170,16 @@ struct mrs_save_report {
 	enum mrs_stop_reason stop_reason;
 	uint64_t downtime_ns;	/* from the start of freezing to the end of thawing; 0 if none */
 	unsigned stale_removed; /* temporary files of dead snapshots to the same image, removed */
+	/*
+	 * Set when mrs_save fails after the image was renamed into place: only
+	 * the sync of its directory failed. The image is complete and at path
+	 * (an image it replaced is gone) but may not survive a crash; the rest
+	 * of the report is filled in too, and must be freed.
+	 */
+	int not_durable;
+	uint32_t nblocks;
+	/* nblocks of them, as written (path: the source's, as recorded); NULL if out of memory */
+	struct mrs_block_info *blocks;
 };
 
 /*
@@ -180,6 +190,9 @@ struct mrs_save_report {
  * temporary name in the same directory, mode 0600, and renamed into place
  * only once it is complete and durable; on failure nothing is left behind.
  * An existing file (or symlink) at path is an error (-EEXIST) unless force.
+ * Anything at path but a regular file or a symlink (a device node, a FIFO, a
+ * socket: -EEXIST; a directory: -EISDIR) is never replaced, force or not; an
+ * empty path is -EINVAL.
  */
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
@@ -202,6 +215,11 @@ struct mrs_restore_report {
 	uint64_t pages_read;
 	uint64_t bytes_read;
 	uint64_t duration_ns;
+	/*
+	 * nblocks of them (path: the target each was loaded into), NULL if out
+	 * of memory; free with mrs_restore_report_free().
+	 */
+	struct mrs_block_info *blocks;
 };
 
 /*
@@ -215,6 +233,7 @@ struct mrs_restore_report {
 int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
 		const struct mrs_restore_opts *opts, struct mrs_restore_report *report,
 		struct mrs_error *err);
+void mrs_restore_report_free(struct mrs_restore_report *report);
 
 /* ------------------------------------------------------------------------ */
 /* Verify                                                                   */

@@ -4,10 +4,26 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
 #include "image.h"
+
+/* An image is a regular file; then reads may block again. */
+static int check_regular(struct mrs_image_reader *r, struct mrs_error *err)
+{
+	struct stat st;
+
+	if (fstat(r->fd, &st))
+		return mrs_err_errno(err, -errno, "cannot stat '%s'", r->path);
+	if (!S_ISREG(st.st_mode))
+		return mrs_err(err, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
+			       "'%s' is not a regular file, so not an image", r->path);
+	if (fcntl(r->fd, F_SETFL, 0))
+		return mrs_err_errno(err, -errno, "cannot set up '%s'", r->path);
+	return 0;
+}
 
 int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned flags,
 			  struct mrs_error *err)
@@ -16,9 +32,16 @@ int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned
 
 	memset(r, 0, sizeof(*r));
 	r->path = path;
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must be refused, not waited on for a writer. */
+	r->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (r->fd < 0)
 		return mrs_err_errno(err, -errno, "cannot open '%s'", path);
+	ret = check_regular(r, err);
+	if (ret) {
+		close(r->fd);
+		r->fd = -1;
+		return ret;
+	}
 	ret = mrs_meta_read(r->fd, flags, &r->meta, err);
 	if (ret) {
 		close(r->fd);

@@ -15,7 +15,29 @@
 #include "error.h"
 #include "imagefile.h"
 
-static int refuse_existing(const char *path, bool force, struct mrs_error *err)
+/* What a path that is not a regular file is, for messages. */
+static const char *kind_of(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	return "not a regular file";
+}
+
+/*
+ * IMAGE is a regular file or does not exist; a symlink there may be replaced
+ * (never followed) with force. Anything else (a device node, a FIFO, a
+ * socket, a directory) is never replaced, force or not: the user named a
+ * place for an image, not a thing to destroy.
+ */
+static int check_image_path(const char *path, bool force, struct mrs_error *err)
 {
 	struct stat st;
 
@@ -24,8 +46,11 @@ static int refuse_existing(const char *path, bool force, struct mrs_error *err)
 			return 0;
 		return mrs_err_errno(err, -errno, "cannot stat '%s'", path);
 	}
-	if (S_ISDIR(st.st_mode))
-		return mrs_err(err, -EISDIR, "'%s' is a directory", path);
+	if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+		return mrs_err(err, S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST,
+			       "'%s' is %s; an image is written only to a regular file (or a new "
+			       "path), even with --force",
+			       path, kind_of(st.st_mode));
 	if (force)
 		return 0;
 	if (S_ISLNK(st.st_mode))
@@ -34,6 +59,18 @@ static int refuse_existing(const char *path, bool force, struct mrs_error *err)
 			       "never followed)",
 			       path);
 	return mrs_err(err, -EEXIST, "'%s' exists; use --force to overwrite it", path);
+}
+
+/* A path that can name a new file: not empty, not ending in '/'. */
+static int check_image_name(const char *path, struct mrs_error *err)
+{
+	size_t len = strlen(path);
+
+	if (len == 0)
+		return mrs_err(err, -EINVAL, "the image path is empty");
+	if (path[len - 1] == '/')
+		return mrs_err(err, -EISDIR, "'%s' names a directory, not an image file", path);
+	return 0;
 }
 
 /*
@@ -149,7 +186,9 @@ int mrs_imagefile_create(struct mrs_imagefile *f, const char *path, bool force,
 		ret = mrs_err(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	ret = refuse_existing(path, force, err);
+	ret = check_image_name(path, err);
+	if (!ret)
+		ret = check_image_path(path, force, err);
 	if (ret)
 		goto out;
 	dir = dirname(d); /* may point into d, or at a static "." */
@@ -164,16 +203,32 @@ out:
 	return ret;
 }
 
+/*
+ * Runs after the rename, so a failure here must not read as "no image": the
+ * image is complete and at its path (and with force, what was there before
+ * is gone); only its directory entry may not survive a crash.
+ */
 static int sync_dir(const char *path, struct mrs_error *err)
 {
 	char *d = strdup(path);
+	const char *dir;
 	int fd, ret = 0;
 
 	if (!d)
-		return mrs_err(err, -ENOMEM, "out of memory");
-	fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd))
-		ret = mrs_err_errno(err, -errno, "cannot sync directory '%s'", d);
+		return mrs_err(err, -ENOMEM,
+			       "the image '%s' is complete and in place, but its directory could "
+			       "not be synced: out of memory; it may not survive a crash",
+			       path);
+	dir = dirname(d);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd)) {
+		int e = errno;
+
+		ret = mrs_err(err, -e,
+			      "the image '%s' is complete and in place, but its directory '%s' "
+			      "could not be synced: %s; it may not survive a crash",
+			      path, dir, strerror(e));
+	}
 	if (fd >= 0)
 		close(fd);
 	free(d);
@@ -185,6 +240,14 @@ int mrs_imagefile_publish(struct mrs_imagefile *f, bool force, bool no_fsync, st
 	int ret;
 
 	if (force) {
+		/*
+		 * Look again: what is at the path now is what rename() replaces.
+		 * (A narrow race remains against someone who can write to the
+		 * directory; they could unlink the node themselves.)
+		 */
+		ret = check_image_path(f->path, true, err);
+		if (ret)
+			return ret;
 		ret = rename(f->tmp, f->path);
 	} else {
 		ret = renameat2(AT_FDCWD, f->tmp, AT_FDCWD, f->path, RENAME_NOREPLACE);
@@ -206,6 +269,7 @@ int mrs_imagefile_publish(struct mrs_imagefile *f, bool force, bool no_fsync, st
 	}
 	free(f->tmp);
 	f->tmp = NULL;
+	f->published = true;
 	return no_fsync ? 0 : sync_dir(f->path, err);
 }
 

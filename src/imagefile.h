@@ -15,6 +15,7 @@ struct mrs_imagefile {
 	char *tmp;		/* where it is being written: DIR/.NAME.mrsnap-tmp.XXXXXX */
 	int fd;			/* buffered fd of tmp, for metadata; holds an flock while we live */
 	unsigned stale_removed; /* temporary files of dead snapshots removed on create */
+	bool published;		/* renamed into place: what fails after that leaves it there */
 };
 
 /*
@@ -27,7 +28,8 @@ int mrs_imagefile_create(struct mrs_imagefile *f, const char *path, bool force,
 /*
  * Move the finished image into place (refusing to replace a file that
  * appeared meanwhile, unless force) and, unless no_fsync, make the rename
- * durable by syncing the directory.
+ * durable by syncing the directory. If only that sync fails, the image is
+ * in place: published is set, and the message says so.
  */
 int mrs_imagefile_publish(struct mrs_imagefile *f, bool force, bool no_fsync,
 			  struct mrs_error *err);

@@ -8,7 +8,7 @@
 #include "error.h"
 #include "image.h"
 
-static void copy_block(struct mrs_block_info *out, const struct mrs_block_header *bh)
+void mrs_block_to_info(const struct mrs_block_header *bh, struct mrs_block_info *out)
 {
 	memcpy(out->name, bh->name, sizeof(out->name));
 	memcpy(out->path, bh->path, sizeof(out->path));
@@ -54,7 +54,7 @@ int mrs_image_info(const char *path, struct mrs_image_info **out, struct mrs_err
 		info->disk_size = (uint64_t)st.st_blocks * 512;
 	info->nblocks = m->sb.block_count;
 	for (uint32_t b = 0; b < info->nblocks; b++)
-		copy_block(&info->blocks[b], &m->blocks[b]);
+		mrs_block_to_info(&m->blocks[b], &info->blocks[b]);
 	info->nrounds = m->stream.nrounds;
 	for (uint32_t r = 0; r < info->nrounds; r++)
 		mrs_round_to_info(&m->stream.rounds[r], &info->rounds[r]);

@@ -91,6 +91,23 @@ static int init_map(struct mrs_ram_map *m, const char *name, const char *path,
 	return 0;
 }
 
+/*
+ * A RAM source is a regular file or a block device. Anything else is refused
+ * before it is opened: opening a FIFO for reading waits for a writer, and
+ * opening a character device can have effects of its own.
+ */
+static int check_openable(const char *path, struct mrs_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		return mrs_err_errno(err, -errno, "cannot open '%s'", path);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return mrs_err(err, -EINVAL, "'%s' is neither a regular file nor a block device",
+			       path);
+	return 0;
+}
+
 int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struct mrs_error *err)
 {
 	uint64_t have;
@@ -99,12 +116,18 @@ int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struc
 	ret = init_map(m, spec->name, spec->path, err);
 	if (ret)
 		goto fail;
-	m->fd = open(spec->path, O_RDONLY | O_CLOEXEC);
+	ret = check_openable(spec->path, err);
+	if (ret)
+		goto fail;
+	/* O_NONBLOCK: should a FIFO appear after the check, open() must not wait for a writer. */
+	m->fd = open(spec->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (m->fd < 0) {
 		ret = mrs_err_errno(err, -errno, "cannot open '%s'", spec->path);
 		goto fail;
 	}
 	ret = backing_size(m, &have, err);
+	if (!ret && fcntl(m->fd, F_SETFL, 0))
+		ret = mrs_err_errno(err, -errno, "cannot set up '%s'", spec->path);
 	if (ret)
 		goto fail;
 	m->page_size = backing_page_size(m->fd);

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,13 +108,24 @@ static int load(struct restore *r, struct mrs_error *err)
 static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_report *report)
 {
 	struct mrs_chan_stats st;
+	uint32_t n = r->img.meta.sb.block_count;
 
 	mrs_chanset_stats(r->cs, &st);
 	memset(report, 0, sizeof(*report));
+	/* The targets are loaded whatever happens here: without memory, no block list. */
+	report->blocks = calloc(n, sizeof(*report->blocks));
 	report->channels = r->io.channels;
-	report->nblocks = r->img.meta.sb.block_count;
-	for (uint32_t b = 0; b < report->nblocks; b++)
+	report->nblocks = n;
+	for (uint32_t b = 0; b < n; b++) {
+		struct mrs_block_info *bi = &report->blocks[b];
+
 		report->pages_total += r->img.meta.blocks[b].page_count;
+		if (!report->blocks)
+			continue;
+		mrs_block_to_info(&r->img.meta.blocks[b], bi);
+		/* Where it went, not where it came from. */
+		snprintf(bi->path, sizeof(bi->path), "%s", r->target[b]);
+	}
 	report->pages_read = st.pages_read;
 	report->bytes_read = st.bytes_read;
 	report->duration_ns = mrs_now_ns() - start;
@@ -150,4 +162,11 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 	free(r.target);
 	mrs_image_reader_close(&r.img);
 	return ret;
+}
+
+void mrs_restore_report_free(struct mrs_restore_report *report)
+{
+	free(report->blocks);
+	report->blocks = NULL;
+	report->nblocks = 0;
 }

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "format.h"
 #include "freeze.h"
+#include "image.h"
 #include "imagefile.h"
 #include "meta.h"
 #include "pass.h"
@@ -405,6 +406,11 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	report->downtime_ns = s->downtime_ns;
 	report->stale_removed = s->file.stale_removed;
 	s->rounds = NULL;
+	/* The image is in place whatever happens here: without memory, no block list. */
+	report->nblocks = s->n;
+	report->blocks = calloc(s->n, sizeof(*report->blocks));
+	for (uint32_t i = 0; report->blocks && i < s->n; i++)
+		mrs_block_to_info(&s->bh[i], &report->blocks[i]);
 }
 
 static void cleanup(struct save *s)
@@ -433,6 +439,8 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	int ret;
 
 	s.file.fd = -1;
+	if (report)
+		memset(report, 0, sizeof(*report));
 	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
 	if (!ret)
 		ret = check_live_opts(s.opts, err);
@@ -455,8 +463,11 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 		s.cs = NULL;
 		ret = finish_image(&s, err);
 	}
-	if (!ret && report)
+	/* Failing after the rename is not "no image": say what is on disk. */
+	if (report && (!ret || s.file.published)) {
 		fill_report(&s, report);
+		report->not_durable = ret != 0;
+	}
 	cleanup(&s);
 	return ret;
 }
@@ -466,6 +477,9 @@ void mrs_save_report_free(struct mrs_save_report *report)
 	free(report->rounds);
 	report->rounds = NULL;
 	report->nrounds = 0;
+	free(report->blocks);
+	report->blocks = NULL;
+	report->nblocks = 0;
 }
 
 const char *mrs_stop_reason_name(enum mrs_stop_reason reason)

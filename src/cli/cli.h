@@ -18,6 +18,8 @@ enum {
 	EXIT_DAMAGED = 1, /* the image is damaged, incomplete, or a checksum did not match */
 	EXIT_USAGE = 2,
 	EXIT_FAILED = 3, /* the operation failed: I/O error, missing target, interrupted */
+	/* snapshot: the image is complete and in place, but its directory sync failed */
+	EXIT_NOT_DURABLE = 4,
 };
 
 /* "mrsnap: ..." on stderr. */
@@ -34,6 +36,9 @@ int cli_fail(const struct mrs_error *err);
  * what happened then) and return the exit code.
  */
 int cli_report_failure(int ret, const struct mrs_error *err, const char *after_interrupt);
+
+/* IMAGE as given: not empty, not '-' (images are not streams); false after a usage error. */
+bool cli_check_image(const char *cmd, const char *image);
 
 /* Parsing. Each returns false (after saying why) on bad input. */
 bool cli_parse_size(const char *s, uint64_t *out);
@@ -78,6 +83,11 @@ int cli_common_option(const char *cmd, int opt, const char *arg, struct cli_comm
 
 /* Progress on stderr and SIGINT/SIGTERM turned into a clean stop. */
 void cli_progress_setup(struct cli_common *c);
+/*
+ * The progress line for a terminal of width columns: at most width - 1
+ * characters (never wrapping), shortened part by part, cut if need be.
+ */
+void cli_progress_format(char *buf, size_t len, const struct mrs_progress *p, unsigned width);
 /* Finish the progress line, if one was drawn. */
 void cli_progress_done(void);
 /* The signal that interrupted the operation, or 0. */
@@ -104,6 +114,29 @@ void json_u64(struct json *j, const char *key, uint64_t v);
 void json_double(struct json *j, const char *key, double v);
 void json_bool(struct json *j, const char *key, bool v);
 void json_hex64(struct json *j, const char *key, uint64_t v); /* as a 16-digit string */
+void json_null(struct json *j, const char *key);
+
+/*
+ * The documents of --json (mrsnap(1), JSON OUTPUT): one object on stdout
+ * per run, success or failure, starting with "schema", "command", "ok" and
+ * "image"; on failure with an "error" object. Bump the schema when a field
+ * changes meaning or goes away (adding one does not).
+ */
+#define CLI_JSON_SCHEMA 1
+/* Before the command parses its options: note whether --json is among them. */
+void cli_json_setup(const char *command, int argc, char **argv);
+void cli_json_on(void);
+/* IMAGE, once the command line gave it. */
+void cli_json_set_image(const char *image);
+/* Start the document: schema, command, ok, image. Close it with json_end(). */
+void cli_json_begin_doc(struct json *j, bool ok);
+/* "error": {message, errno (null if none), errno_name, exit}. */
+void cli_json_error(struct json *j, const char *message, int code, int exit_code);
+/* With --json and no document printed yet: one holding only the error. */
+void cli_json_failure(const char *message, int code, int exit_code);
+/* "blocks" and "rounds", the same in every command; pages counted unless !counted. */
+void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32_t n, bool counted);
+void cli_json_rounds(struct json *j, const struct mrs_round_info *rounds, uint32_t n);
 
 int cmd_snapshot(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

@@ -31,56 +31,24 @@ static void fmt_time(char *buf, size_t len, uint64_t ns)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void print_json(const char *image, const struct mrs_image_info *in)
+static void print_json(const struct mrs_image_info *in)
 {
 	char when[64];
 	struct json j;
 
 	fmt_time(when, sizeof(when), in->created_ns);
-	json_begin(&j, stdout);
-	json_str(&j, "image", image);
+	cli_json_begin_doc(&j, true);
 	json_u64(&j, "format_version", in->version);
 	json_bool(&j, "complete", in->complete);
 	json_bool(&j, "live", in->live);
 	json_str(&j, "created", when);
-	json_u64(&j, "created_ns", in->created_ns);
+	json_u64(&j, "created_unix_ns", in->created_ns);
 	json_str(&j, "tool_version", in->tool_version);
-	json_u64(&j, "file_size", in->file_size);
-	json_u64(&j, "disk_size", in->disk_size);
-	json_array(&j, "blocks");
-	for (uint32_t b = 0; b < in->nblocks; b++) {
-		const struct mrs_block_info *bi = &in->blocks[b];
-
-		json_object(&j, NULL);
-		json_str(&j, "name", bi->name);
-		json_str(&j, "path", bi->path);
-		json_u64(&j, "size", bi->size);
-		json_u64(&j, "page_size", bi->page_size);
-		json_u64(&j, "pages", bi->page_count);
-		json_u64(&j, "pages_present", bi->pages_present);
-		json_u64(&j, "pages_zero", in->complete ? bi->page_count - bi->pages_present : 0);
-		json_u64(&j, "bitmap_offset", bi->bitmap_offset);
-		json_u64(&j, "checksums_offset", bi->hashes_offset);
-		json_u64(&j, "pages_offset", bi->pages_offset);
-		json_close_object(&j);
-	}
-	json_close_array(&j);
-	json_array(&j, "rounds");
-	for (uint32_t r = 0; r < in->nrounds; r++) {
-		const struct mrs_round_info *ri = &in->rounds[r];
-
-		json_object(&j, NULL);
-		json_u64(&j, "round", ri->number);
-		json_bool(&j, "frozen", ri->frozen);
-		json_u64(&j, "pages_scanned", ri->pages_scanned);
-		json_u64(&j, "pages_dirty", ri->pages_dirty);
-		json_u64(&j, "pages_written", ri->pages_written);
-		json_u64(&j, "pages_zeroed", ri->pages_zeroed);
-		json_u64(&j, "bytes_written", ri->bytes_written);
-		json_double(&j, "seconds", cli_seconds(ri->duration_ns));
-		json_close_object(&j);
-	}
-	json_close_array(&j);
+	json_u64(&j, "image_size_bytes", in->file_size);
+	json_u64(&j, "disk_usage_bytes", in->disk_size);
+	/* An incomplete image has not counted its pages yet: null, not 0. */
+	cli_json_blocks(&j, in->blocks, in->nblocks, in->complete);
+	cli_json_rounds(&j, in->rounds, in->nrounds);
 	json_end(&j);
 }
 
@@ -136,6 +104,7 @@ int cmd_info(int argc, char **argv)
 		switch (opt) {
 		case 'J':
 			json = true;
+			cli_json_on();
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -148,10 +117,12 @@ int cmd_info(int argc, char **argv)
 		return cli_usage_error(
 		    "info", optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
 		    argv[argc - 1]);
+	if (!cli_check_image("info", argv[optind]))
+		return EXIT_USAGE;
 	if (mrs_image_info(argv[optind], &info, &err))
 		return cli_fail(&err);
 	if (json)
-		print_json(argv[optind], info);
+		print_json(info);
 	else
 		print_text(argv[optind], info);
 	mrs_image_info_free(info);

@@ -45,15 +45,14 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 	if (json) {
 		struct json j;
 
-		json_begin(&j, stdout);
-		json_str(&j, "image", image);
+		cli_json_begin_doc(&j, true);
 		json_u64(&j, "channels", r->channels);
 		json_bool(&j, "verified", verify);
-		json_u64(&j, "blocks", r->nblocks);
+		cli_json_blocks(&j, r->blocks, r->nblocks, true);
 		json_u64(&j, "pages_total", r->pages_total);
 		json_u64(&j, "pages_read", r->pages_read);
-		json_u64(&j, "bytes_read", r->bytes_read);
-		json_double(&j, "seconds", s);
+		json_u64(&j, "read_bytes", r->bytes_read);
+		json_double(&j, "duration_seconds", s);
 		json_end(&j);
 		return;
 	}
@@ -112,6 +111,8 @@ int cmd_restore(int argc, char **argv)
 				argv[argc - 1]);
 		goto usage;
 	}
+	if (!cli_check_image("restore", argv[optind]))
+		goto usage;
 	cli_progress_setup(&c);
 	opts.io = c.io;
 	ret = mrs_restore(argv[optind], ram, nram, &opts, &report, &err);
@@ -121,6 +122,7 @@ int cmd_restore(int argc, char **argv)
 		return cli_report_failure(ret, &err, "; the targets are incomplete");
 	if (c.json || !c.quiet)
 		print_report(argv[optind], &report, opts.verify, c.json);
+	mrs_restore_report_free(&report);
 	return EXIT_OK;
 usage:
 	free(ram);

@@ -38,7 +38,8 @@ static const char usage[] =
     "\n"
     "The image is written to a temporary file next to IMAGE (mode 0600) and renamed\n"
     "into place once complete. A frozen guest is thawed whatever happens.\n"
-    "Exit status: 0 ok, 2 usage, 3 failed. See mrsnap(1).\n";
+    "Exit status: 0 ok, 2 usage, 3 failed, 4 the image is in place but its directory\n"
+    "could not be synced. See mrsnap(1).\n";
 
 enum {
 	OPT_FORCE = 256,
@@ -154,6 +155,8 @@ static bool check_args(struct args *a, int argc, char **argv)
 		return false;
 	}
 	a->image = argv[optind];
+	if (!cli_check_image("snapshot", a->image))
+		return false;
 	if (!a->nram) {
 		cli_usage_error("snapshot", "give at least one --ram NAME=PATH");
 		return false;
@@ -190,53 +193,29 @@ static int make_freezers(struct args *a, struct mrs_error *err)
 	return ret;
 }
 
-static void json_rounds(struct json *j, const struct mrs_save_report *r)
-{
-	json_array(j, "rounds");
-	for (uint32_t i = 0; i < r->nrounds; i++) {
-		const struct mrs_round_info *ri = &r->rounds[i];
-
-		json_object(j, NULL);
-		json_u64(j, "round", ri->number);
-		json_bool(j, "frozen", ri->frozen);
-		json_u64(j, "pages_scanned", ri->pages_scanned);
-		json_u64(j, "pages_dirty", ri->pages_dirty);
-		json_u64(j, "pages_written", ri->pages_written);
-		json_u64(j, "pages_zeroed", ri->pages_zeroed);
-		json_u64(j, "bytes_written", ri->bytes_written);
-		json_double(j, "seconds", cli_seconds(ri->duration_ns));
-		json_close_object(j);
-	}
-	json_close_array(j);
-}
-
-static void print_json(const struct args *a, const struct mrs_save_report *r)
+/* The summary; err is NULL on success, else what went wrong after the rename. */
+static void print_json(const struct args *a, const struct mrs_save_report *r,
+		       const struct mrs_error *err)
 {
 	struct json j;
 
-	json_begin(&j, stdout);
-	json_str(&j, "image", a->image);
+	cli_json_begin_doc(&j, !err);
+	if (err)
+		cli_json_error(&j, err->msg, err->code, EXIT_NOT_DURABLE);
 	json_bool(&j, "live", a->opts.live);
 	json_u64(&j, "channels", r->channels);
 	json_bool(&j, "direct", a->c.io.direct);
-	json_array(&j, "blocks");
-	for (unsigned i = 0; i < a->nram; i++) {
-		json_object(&j, NULL);
-		json_str(&j, "name", a->ram[i].name);
-		json_str(&j, "path", a->ram[i].path);
-		json_close_object(&j);
-	}
-	json_close_array(&j);
-	json_rounds(&j, r);
+	cli_json_blocks(&j, r->blocks, r->nblocks, true);
+	cli_json_rounds(&j, r->rounds, r->nrounds);
 	json_str(&j, "stop_reason", mrs_stop_reason_name(r->stop_reason));
 	json_double(&j, "downtime_seconds", cli_seconds(r->downtime_ns));
 	json_u64(&j, "pages_total", r->pages_total);
 	json_u64(&j, "pages_present", r->pages_present);
 	json_u64(&j, "pages_zero", r->pages_total - r->pages_present);
-	json_u64(&j, "bytes_written", r->bytes_written);
-	json_u64(&j, "image_size", r->image_size);
+	json_u64(&j, "written_bytes", r->bytes_written);
+	json_u64(&j, "image_size_bytes", r->image_size);
 	json_u64(&j, "stale_temporary_files_removed", r->stale_removed);
-	json_double(&j, "seconds", cli_seconds(r->duration_ns));
+	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));
 	json_end(&j);
 }
 
@@ -291,10 +270,17 @@ static int run(struct args *a)
 		a->opts.round_done = round_done;
 	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
 	cli_progress_done();
+	if (ret && report.not_durable) {
+		cli_error("%s", err.msg);
+		if (a->c.json)
+			print_json(a, &report, &err);
+		mrs_save_report_free(&report);
+		return EXIT_NOT_DURABLE;
+	}
 	if (ret)
 		return cli_report_failure(ret, &err, "; no image was written");
 	if (a->c.json)
-		print_json(a, &report);
+		print_json(a, &report, NULL);
 	else if (!a->c.quiet)
 		print_summary(a, &report);
 	mrs_save_report_free(&report);

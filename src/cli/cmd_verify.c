@@ -28,21 +28,19 @@ static const struct option options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static void print_json(const char *image, const struct mrs_verify_report *r, int ret,
-		       const struct mrs_error *err)
+/* The result, all pages checked; ret is 0 or -EBADMSG, with mismatch saying how many. */
+static void print_json(const struct mrs_verify_report *r, int ret, const char *mismatch)
 {
 	struct json j;
 
-	json_begin(&j, stdout);
-	json_str(&j, "image", image);
-	json_bool(&j, "ok", ret == 0);
-	if (ret && ret != -EBADMSG)
-		json_str(&j, "error", err->msg);
+	cli_json_begin_doc(&j, ret == 0);
+	if (ret)
+		cli_json_error(&j, mismatch, ret, EXIT_DAMAGED);
 	json_u64(&j, "channels", r->channels);
 	json_u64(&j, "pages_checked", r->pages_checked);
 	json_u64(&j, "pages_bad", r->pages_bad);
-	json_u64(&j, "bytes_read", r->bytes_read);
-	json_double(&j, "seconds", cli_seconds(r->duration_ns));
+	json_u64(&j, "read_bytes", r->bytes_read);
+	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));
 	json_array(&j, "bad_pages");
 	for (uint64_t i = 0; i < r->pages_bad; i++) {
 		json_object(&j, NULL);
@@ -74,6 +72,7 @@ int cmd_verify(int argc, char **argv)
 	struct mrs_verify_report report = {0};
 	struct mrs_error err = {0};
 	const char *image;
+	char mismatch[1024];
 	int opt, ret, code;
 
 	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
@@ -92,24 +91,24 @@ int cmd_verify(int argc, char **argv)
 		    "verify", optind == argc ? "IMAGE is missing" : "one IMAGE only, not '%s'",
 		    argv[argc - 1]);
 	image = argv[optind];
+	if (!cli_check_image("verify", image))
+		return EXIT_USAGE;
 	cli_progress_setup(&c);
 	ret = mrs_verify(image, &c.io, &report, &err);
 	cli_progress_done();
 	if (ret && ret != -EBADMSG) {
 		code = cli_report_failure(ret, &err, "");
-		if (c.json && code == EXIT_DAMAGED)
-			print_json(image, &report, ret, &err);
 		mrs_verify_report_free(&report);
 		return code;
 	}
+	snprintf(mismatch, sizeof(mismatch), "%s: %llu of %llu pages did NOT match", image,
+		 (unsigned long long)report.pages_bad, (unsigned long long)report.pages_checked);
 	if (c.json)
-		print_json(image, &report, ret, &err);
+		print_json(&report, ret, mismatch);
 	if (!c.quiet)
 		print_bad_pages(image, &report);
 	if (ret)
-		cli_error("%s: %llu of %llu pages did NOT match", image,
-			  (unsigned long long)report.pages_bad,
-			  (unsigned long long)report.pages_checked);
+		cli_error("%s", mismatch);
 	else if (!c.quiet && !c.json)
 		printf("%s: OK, %llu pages match their checksums\n", image,
 		       (unsigned long long)report.pages_checked);

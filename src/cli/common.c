@@ -23,14 +23,16 @@ void cli_error(const char *fmt, ...)
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
-	fprintf(stderr, "mrsnap%s%s: ", cmd ? " " : "", cmd ? cmd : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'mrsnap%s%s --help' for more information.\n", cmd ? " " : "",
+	fprintf(stderr, "mrsnap%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
+	fprintf(stderr, "Try 'mrsnap%s%s --help' for more information.\n", cmd ? " " : "",
 		cmd ? cmd : "");
+	cli_json_failure(msg, 0, EXIT_USAGE);
 	return EXIT_USAGE;
 }
 
@@ -38,12 +40,30 @@ int cli_bad_option(const char *cmd)
 {
 	/* getopt said what was wrong, as "mrsnap CMD: ..." (main set argv[0]). */
 	fprintf(stderr, "Try 'mrsnap %s --help' for more information.\n", cmd);
+	cli_json_failure("unknown option, or an option without its argument (see standard error)",
+			 0, EXIT_USAGE);
 	return EXIT_USAGE;
 }
 
-int cli_fail(const struct mrs_error *err)
+bool cli_check_image(const char *cmd, const char *image)
 {
-	cli_error("%s", err->msg);
+	if (!*image) {
+		cli_usage_error(cmd, "IMAGE is an empty string");
+		return false;
+	}
+	/* The layout gives every page a fixed offset: it is written and read in place. */
+	if (!strcmp(image, "-")) {
+		cli_usage_error(cmd, "IMAGE cannot be '-': an image is a file, never a stream "
+				     "on stdin or stdout (for a file named '-', write ./-)");
+		return false;
+	}
+	cli_json_set_image(image);
+	return true;
+}
+
+/* The exit code a library error calls for. */
+static int fail_exit(const struct mrs_error *err)
+{
 	switch (err->code) {
 	case -EPROTO:  /* damaged or incomplete image */
 	case -EBADMSG: /* a page did not match its checksum */
@@ -54,13 +74,26 @@ int cli_fail(const struct mrs_error *err)
 	}
 }
 
+int cli_fail(const struct mrs_error *err)
+{
+	int code = fail_exit(err);
+
+	cli_error("%s", err->msg);
+	cli_json_failure(err->msg, err->code, code);
+	return code;
+}
+
 int cli_report_failure(int ret, const struct mrs_error *err, const char *after_interrupt)
 {
 	int sig = cli_interrupted();
 
 	if (ret == -ECANCELED && sig) {
-		cli_error("interrupted by %s%s", sig == SIGINT ? "SIGINT" : "SIGTERM",
-			  after_interrupt);
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "interrupted by %s%s",
+			 sig == SIGINT ? "SIGINT" : "SIGTERM", after_interrupt);
+		cli_error("%s", msg);
+		cli_json_failure(msg, ret, EXIT_FAILED);
 		return EXIT_FAILED;
 	}
 	return cli_fail(err);
@@ -195,6 +228,7 @@ int cli_common_option(const char *cmd, int opt, const char *arg, struct cli_comm
 		return 1;
 	case CLI_OPT_JSON:
 		c->json = true;
+		cli_json_on();
 		return 1;
 	case 'q':
 		c->quiet = true;

@@ -5,7 +5,9 @@
  * cleanly (removing a partial image, thawing a guest) and returns.
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -24,26 +26,70 @@ int cli_interrupted(void)
 	return interrupted;
 }
 
-static void draw(const struct mrs_progress *p)
+/* The terminal's width: stderr's window, else $COLUMNS, else 80. */
+static unsigned term_width(void)
 {
-	char done[32], total[32], rate[32];
-	double s = cli_seconds(p->elapsed_ns);
-	double pct = p->bytes_total ? 100.0 * (double)p->bytes_done / (double)p->bytes_total : 0;
+	struct winsize ws;
+	const char *env = getenv("COLUMNS");
+	long v;
 
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	v = env ? strtol(env, NULL, 10) : 0;
+	return v > 0 && v < 10000 ? (unsigned)v : 80;
+}
+
+void cli_progress_format(char *buf, size_t len, const struct mrs_progress *p, unsigned width)
+{
+	char done[32], total[32], rate[32], pct[16], eta[32] = "";
+	double s = cli_seconds(p->elapsed_ns);
+	/* One column short of the width: a line that fills it wraps on some terminals. */
+	size_t fit = width > 1 ? width - 1 : 0;
+
+	if (fit >= len)
+		fit = len - 1;
 	if (!p->bytes_total) {
-		fprintf(stderr, "\r%-16s%-60s", p->phase, "");
-		drawn = true;
+		snprintf(buf, fit + 1, "%s", p->phase);
 		return;
 	}
 	cli_fmt_bytes(done, sizeof(done), p->bytes_done);
 	cli_fmt_bytes(total, sizeof(total), p->bytes_total);
 	cli_fmt_bytes(rate, sizeof(rate), s > 0 ? (uint64_t)((double)p->bytes_moved / s) : 0);
-	fprintf(stderr, "\r%-10s %5.1f%%  %s / %s  %s/s", p->phase, pct, done, total, rate);
+	snprintf(pct, sizeof(pct), "%5.1f%%",
+		 100.0 * (double)p->bytes_done / (double)p->bytes_total);
 	if (p->bytes_done && p->bytes_done < p->bytes_total && s > 0.5)
-		fprintf(stderr, "  ETA %.0fs   ",
-			s * (double)(p->bytes_total - p->bytes_done) / (double)p->bytes_done);
-	else
-		fputs("            ", stderr);
+		snprintf(eta, sizeof(eta), "  ETA %.0fs",
+			 s * (double)(p->bytes_total - p->bytes_done) / (double)p->bytes_done);
+	/* The longest form that fits, dropping the least useful parts first; else cut. */
+	if ((size_t)snprintf(buf, len, "%-10s %s  %s / %s  %s/s%s", p->phase, pct, done, total,
+			     rate, eta) <= fit)
+		return;
+	if ((size_t)snprintf(buf, len, "%-10s %s  %s / %s  %s/s", p->phase, pct, done, total,
+			     rate) <= fit)
+		return;
+	if ((size_t)snprintf(buf, len, "%s %s  %s / %s", p->phase, pct, done, total) <= fit)
+		return;
+	snprintf(buf, len, "%s %s", p->phase, pct);
+	buf[fit] = '\0';
+}
+
+/*
+ * Redraw in place: shorter than the terminal, so it never wraps into a
+ * trail of lines; blanks over what is left of a longer line before it.
+ */
+static void draw(const struct mrs_progress *p)
+{
+	static size_t last;
+	unsigned width = term_width();
+	char line[256];
+	size_t n;
+
+	cli_progress_format(line, sizeof(line), p, width);
+	n = strlen(line);
+	if (last >= width) /* the terminal got narrower */
+		last = width - 1;
+	fprintf(stderr, "\r%s%*s", line, last > n ? (int)(last - n) : 0, "");
+	last = n;
 	drawn = true;
 }
 

@@ -55,7 +55,7 @@ if [ -n "$HUGE_OLD" ] && echo $((HUGE_OLD + 8)) >/proc/sys/vm/nr_hugepages 2>/de
 	# read back from hugetlbfs: its pages are 2 MiB
 	expect_rc 0 "$MRSNAP" snapshot --json "$T/h2.img" --ram pc.ram="$T/huge/ram"
 	expect_rc 0 "$MRSNAP" info --json "$T/h2.img"
-	grep -q '"page_size": 2097152' "$T/out" || fail "hugetlbfs pages are not recorded as 2 MiB"
+	grep -q '"page_size_bytes": 2097152' "$T/out" || fail "hugetlbfs pages are not recorded as 2 MiB"
 	expect_rc 0 "$MRSNAP" restore --verify "$T/h2.img" --ram pc.ram="$R/h.out"
 	cmp "$R/h.ram" "$R/h.out" || fail "a round trip through hugetlbfs differs"
 	rm -f "$T/huge/ram"

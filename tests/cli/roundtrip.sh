@@ -22,8 +22,8 @@ done
 expect_rc 0 "$MRSNAP" info --json "$T/vm.img"
 cp "$T/out" "$T/info.json"
 grep -q '"complete": true' "$T/info.json" || fail "info does not say complete"
-disk=$(json_num "$T/info.json" disk_size)
-size=$(json_num "$T/info.json" file_size)
+disk=$(json_num "$T/info.json" disk_usage_bytes)
+size=$(json_num "$T/info.json" image_size_bytes)
 [ "$disk" -lt "$size" ] || fail "image is not sparse ($disk of $size bytes allocated)"
 present=$(json_num "$T/info.json" pages_present)
 zero=$(json_num "$T/info.json" pages_zero)
@@ -71,7 +71,7 @@ expect_rc 0 "$MRSNAP" verify "$T/vm.img"
 # ,size= takes the first bytes of a larger file.
 expect_rc 0 "$MRSNAP" snapshot --force "$T/vm.img" --ram pc.ram="$T/a.ram,size=1M"
 expect_rc 0 "$MRSNAP" info --json "$T/vm.img"
-grep -q '"size": 1048576' "$T/out" || fail "size= was not applied"
+grep -q '"size_bytes": 1048576' "$T/out" || fail "size= was not applied"
 
 # O_DIRECT where the filesystem has it.
 if dd if=/dev/zero of="$T/odirect" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then

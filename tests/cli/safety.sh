@@ -25,6 +25,46 @@ expect_rc 0 "$MRSNAP" snapshot --force "$T/link.img" --ram pc.ram="$T/a.ram"
 [ "$(cat "$T/victim")" = precious ] || fail "the symlink's target was written"
 [ -L "$T/link.img" ] && fail "--force did not replace the symlink itself"
 
+# IMAGE is a regular file or a new path: a device node, FIFO, socket or
+# directory there is never replaced, --force or not (issue #10 item 1: the
+# old code replaced them all with the image; with a FIFO it also hung, so
+# every run is under a timeout).
+mkfifo "$T/fifo.img"
+mkdir "$T/dir.img"
+python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$T/sock.img" ||
+	fail "cannot make a socket"
+nodes="$T/fifo.img $T/dir.img $T/sock.img"
+if mknod "$T/null.img" c 1 3 2>/dev/null; then
+	nodes="$nodes $T/null.img"
+else
+	echo "note: cannot mknod (not root): device node IMAGE not tested" >&2
+fi
+for node in $nodes; do
+	for force in "" --force; do
+		expect_rc 3 timeout 60 "$MRSNAP" snapshot $force "$node" --ram pc.ram="$T/a.ram"
+		expect_err "'$node' is a"
+		expect_err "an image is written only to a regular file"
+	done
+done
+[ -p "$T/fifo.img" ] || fail "the FIFO at IMAGE was replaced"
+[ -d "$T/dir.img" ] || fail "the directory at IMAGE was replaced"
+[ -S "$T/sock.img" ] || fail "the socket at IMAGE was replaced"
+[ -e "$T/null.img" ] && { [ -c "$T/null.img" ] || fail "the device node at IMAGE was replaced"; }
+ls -a "$T" | grep -q mrsnap-tmp && fail "a refused snapshot left a temporary file"
+
+# A FIFO is refused, not waited on, as a RAM source or as the image to read
+# (item 17: the old code blocked forever in open(); timeout turns that into
+# a failure, exit 124).
+mkfifo "$T/fifo.ram"
+expect_rc 3 timeout 60 "$MRSNAP" snapshot "$T/f.img" --ram pc.ram="$T/fifo.ram"
+expect_err "'$T/fifo.ram' is neither a regular file nor a block device"
+[ -e "$T/f.img" ] && fail "a refused RAM source left an image"
+for cmd in info verify "restore --ram pc.ram=$T/f.out"; do
+	expect_rc 3 timeout 60 "$MRSNAP" $cmd "$T/fifo.img"
+	expect_err "'$T/fifo.img' is not a regular file, so not an image"
+done
+[ -e "$T/f.out" ] && fail "restore from a FIFO created its target"
+
 # A restore target that is a symlink is refused unless --force.
 ln -s "$T/victim" "$T/target-link"
 expect_rc 3 "$MRSNAP" restore "$T/vm.img" --ram pc.ram="$T/target-link"

@@ -23,6 +23,7 @@
 /* pwrite: fail every call after the first `pwrite_ok` with `pwrite_err`; -1: never. */
 static int pwrite_ok = -1, pwrite_err = ENOSPC, pwrite_calls;
 static int fsync_err, rename_err;
+static int fsync_dir_err; /* fsync of a directory only */
 
 ssize_t __real_pwrite(int fd, const void *buf, size_t len, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t len, off_t off);
@@ -46,6 +47,12 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t len, off_t off)
 
 int __wrap_fsync(int fd)
 {
+	struct stat st;
+
+	if (fsync_dir_err && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		errno = fsync_dir_err;
+		return -1;
+	}
 	if (fsync_err) {
 		errno = fsync_err;
 		return -1;
@@ -110,8 +117,9 @@ static int setup(void **state)
 	free(buf);
 	f->spec = (struct mrs_ram){"pc.ram", f->ram, 0};
 	pwrite_ok = -1;
+	pwrite_err = ENOSPC;
 	pwrite_calls = 0;
-	fsync_err = rename_err = 0;
+	fsync_err = rename_err = fsync_dir_err = 0;
 	mrs_chan_test_hooks = NULL;
 	*state = f;
 	return 0;
@@ -245,6 +253,76 @@ static void test_restore_target_cannot_be_created(void **state)
 	assert_msg_has(&err, "cannot open target '/nonexistent/dir/target'");
 }
 
+/*
+ * Item 14: the directory sync comes after the rename, so when it fails the
+ * new image is complete and in place (and with force the old one is gone).
+ * The error must say so and the report mark it, not read as "no image". The
+ * old code returned "cannot sync directory" as if nothing had been written.
+ */
+static void test_save_dir_sync_fails_after_rename(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_save_report report;
+	struct mrs_ram t = {"pc.ram", f->target, 0};
+	struct mrs_error err = {0};
+	uint8_t *want = malloc(1 << 20), *got = malloc(1 << 20);
+	int fd;
+
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	/* New content for the replacement, so the image in place can be told apart. */
+	mrs_test_fill(want, 1 << 20, 99);
+	fd = open(f->ram, O_WRONLY);
+	assert_int_equal(__real_pwrite(fd, want, 1 << 20, 0), 1 << 20);
+	close(fd);
+	o.force = 1;
+	fsync_dir_err = EIO;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, &report, &err), -EIO);
+	assert_msg_has(&err, "is complete and in place, but its directory");
+	assert_msg_has(&err, "could not be synced: Input/output error");
+	assert_msg_has(&err, "it may not survive a crash");
+	assert_msg_has(&err, f->image);
+	assert_int_equal(report.not_durable, 1);
+	assert_int_equal(report.nrounds, 1);
+	mrs_save_report_free(&report);
+	fsync_dir_err = 0;
+	/* The image at the path is the new one, complete: it verifies and restores. */
+	assert_int_equal(mrs_verify(f->image, NULL, NULL, &err), 0);
+	assert_int_equal(mrs_restore(f->image, &t, 1, NULL, NULL, &err), 0);
+	fd = open(f->target, O_RDONLY);
+	assert_int_equal(pread(fd, got, 1 << 20, 0), 1 << 20);
+	close(fd);
+	assert_memory_equal(got, want, 1 << 20);
+	assert_int_equal(unlink(f->image), 0);
+	assert_nothing_left(f); /* and no temporary file */
+	free(want);
+	free(got);
+}
+
+/*
+ * Item 17: an empty path or one ending in '/' cannot be renamed to, so it is
+ * refused before any page is written (the old code wrote a whole image into
+ * ". .mrsnap-tmp.*" and then failed at the rename).
+ */
+static void test_save_refuses_unusable_path(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_error err = {0};
+	char *slash;
+
+	assert_int_equal(asprintf(&slash, "%s/new/", f->dir) > 0, 1);
+	pwrite_ok = 0; /* any write at all fails, with a message the checks below reject */
+	pwrite_err = EROFS;
+	assert_int_equal(mrs_save("", &f->spec, 1, &o, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "the image path is empty");
+	assert_int_equal(mrs_save(slash, &f->spec, 1, &o, NULL, &err), -EISDIR);
+	assert_msg_has(&err, "names a directory, not an image file");
+	assert_int_equal(pwrite_calls, 0);
+	assert_nothing_left(f);
+	free(slash);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +332,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_save_rename_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_eio, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_target_cannot_be_created, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_refuses_unusable_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_dir_sync_fails_after_rename, setup, teardown),
 	};
 	if (!mrs_test_have_io_uring())
 		return TEST_SKIP;

@@ -1,0 +1,141 @@
+#!/bin/sh
+# --json (issue #10 item 19): every command prints exactly one JSON document
+# on stdout, success or failure, in the shapes of mrsnap(1) JSON OUTPUT:
+# "schema", "command", "ok", "image" first; "error" {message, errno,
+# errno_name, exit} on failure (the old code printed nothing on most
+# failures, had no schema, and named the same things differently: "blocks"
+# was a list in snapshot and a number in restore, sizes were "size",
+# "file_size", "image_size").
+. "$top_srcdir/tests/cli/lib.sh"
+
+command -v python3 >/dev/null 2>&1 || skip "python3 is needed to parse the JSON"
+
+# json_check FILE RC PYTHON: FILE must hold one JSON document, d; the exit
+# code was RC; PYTHON asserts on d with the helpers below.
+json_check() {
+	python3 - "$@" <<'PY' || fail "JSON check failed: $3 (stdout in $1: $(cat "$1"))"
+import json, sys
+
+path, rc, code = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+d = json.loads(open(path).read())  # one document, nothing else on stdout
+N = type(None)
+BLOCK = {"name": str, "path": str, "size_bytes": int, "page_size_bytes": int,
+         "pages_total": int, "pages_present": (int, N), "pages_zero": (int, N),
+         "bitmap_offset": int, "checksums_offset": int, "pages_offset": int}
+ROUND = {"round": int, "frozen": bool, "pages_scanned": int, "pages_dirty": int,
+         "pages_written": int, "pages_zeroed": int, "written_bytes": int,
+         "duration_seconds": float}
+BAD_PAGE = {"block": str, "page": int, "guest_offset": int, "expected": str, "actual": str}
+ERROR = {"message": str, "errno": (int, N), "errno_name": (str, N), "exit": int}
+
+def shape(o, fields, what):
+    assert isinstance(o, dict), f"{what} is not an object: {o!r}"
+    assert set(o) == set(fields), f"{what} has keys {sorted(o)}, not {sorted(fields)}"
+    for k, t in fields.items():
+        assert isinstance(o[k], t) and not (t is int and isinstance(o[k], bool)), \
+            f"{what}.{k} = {o[k]!r} is not {t}"
+
+def doc(cmd, ok, fields):
+    keys = list(d)
+    assert keys[:4] == ["schema", "command", "ok", "image"], f"starts with {keys[:4]}"
+    assert d["schema"] == 1 and d["command"] == cmd and d["ok"] is ok, d
+    assert d["image"] is None or isinstance(d["image"], str)
+    want = {"schema": int, "command": str, "ok": bool, "image": (str, N)}
+    if not ok:
+        want["error"] = dict
+        shape(d["error"], ERROR, "error")
+        assert d["error"]["exit"] == rc, f"error.exit {d['error']['exit']}, exit code {rc}"
+        assert d["error"]["message"], "empty error message"
+    want.update(fields)
+    shape(d, want, cmd)
+
+def failure(cmd, errno_name):
+    doc(cmd, False, {})
+    assert d["error"]["errno_name"] == errno_name, d["error"]
+    assert (d["error"]["errno"] is None) == (errno_name is None), d["error"]
+
+def blocks(n):
+    assert len(d["blocks"]) == n, d["blocks"]
+    for b in d["blocks"]:
+        shape(b, BLOCK, "block")
+
+def rounds(n):
+    assert len(d["rounds"]) == n, d["rounds"]
+    for r in d["rounds"]:
+        shape(r, ROUND, "round")
+
+exec(code)
+PY
+}
+
+SNAPSHOT='{"live": bool, "channels": int, "direct": bool, "blocks": list, "rounds": list,
+	"stop_reason": str, "downtime_seconds": float, "pages_total": int, "pages_present": int,
+	"pages_zero": int, "written_bytes": int, "image_size_bytes": int,
+	"stale_temporary_files_removed": int, "duration_seconds": float}'
+INFO='{"format_version": int, "complete": bool, "live": bool, "created": str,
+	"created_unix_ns": int, "tool_version": str, "image_size_bytes": int,
+	"disk_usage_bytes": int, "blocks": list, "rounds": list}'
+RESTORE='{"channels": int, "verified": bool, "blocks": list, "pages_total": int,
+	"pages_read": int, "read_bytes": int, "duration_seconds": float}'
+VERIFY='{"channels": int, "pages_checked": int, "pages_bad": int, "read_bytes": int,
+	"duration_seconds": float, "bad_pages": list}'
+
+"$MKRAM" "$T/a.ram" 4M 5 || fail "mkram"
+
+# Success: each command's document, and one shape for a block everywhere.
+run "$MRSNAP" snapshot --json "$T/vm.img" --ram pc.ram="$T/a.ram"
+cp "$T/out" "$T/snap.json"
+json_check "$T/snap.json" $rc "doc('snapshot', True, $SNAPSHOT); blocks(1); rounds(1)
+assert d['image'] == '$T/vm.img' and d['blocks'][0]['size_bytes'] == 4 << 20
+assert d['blocks'][0]['pages_total'] == d['pages_total'] == 1024"
+run "$MRSNAP" info --json "$T/vm.img"
+cp "$T/out" "$T/info.json"
+json_check "$T/info.json" $rc "doc('info', True, $INFO); blocks(1); rounds(1)
+snap = json.load(open('$T/snap.json'))
+assert d['blocks'] == snap['blocks'], (d['blocks'], snap['blocks'])
+assert d['rounds'][0]['pages_written'] == snap['rounds'][0]['pages_written']"
+run "$MRSNAP" restore --json --verify "$T/vm.img" --ram pc.ram="$T/a.out"
+json_check "$T/out" $rc "doc('restore', True, $RESTORE); blocks(1)
+info = json.load(open('$T/info.json'))
+assert d['blocks'][0]['path'] == '$T/a.out'
+assert {**d['blocks'][0], 'path': None} == {**info['blocks'][0], 'path': None}"
+run "$MRSNAP" verify --json "$T/vm.img"
+json_check "$T/out" $rc "doc('verify', True, $VERIFY); assert d['bad_pages'] == []"
+
+# Failure: an error document for every command, with the exit code in it.
+run "$MRSNAP" snapshot --json "$T/vm.img" --ram pc.ram="$T/a.ram"
+json_check "$T/out" $rc "failure('snapshot', 'EEXIST'); assert d['image'] == '$T/vm.img'"
+run "$MRSNAP" snapshot --json "$T/new.img" --ram pc.ram="$T/missing.ram"
+json_check "$T/out" $rc "failure('snapshot', 'ENOENT'); assert '$T/missing.ram' in d['error']['message']"
+for cmd in info verify restore; do
+	run "$MRSNAP" $cmd --json "$T/missing.img"
+	json_check "$T/out" $rc "failure('$cmd', 'ENOENT'); assert d['error']['exit'] == 3"
+done
+head -c 8192 /dev/urandom >"$T/junk.img"
+for cmd in info verify restore; do
+	run "$MRSNAP" $cmd --json "$T/junk.img"
+	json_check "$T/out" $rc "failure('$cmd', 'EPROTO'); assert d['error']['exit'] == 1"
+done
+# Usage errors, before and after --json on the command line: exit 2, errno null.
+for args in "snapshot --json" "snapshot --bogus --json $T/x.img --ram a=$T/a.ram" \
+	"restore --json -j 0 $T/vm.img" "verify --json a b" "info --json" "verify --json -"; do
+	run "$MRSNAP" $args
+	cmd=${args%% *}
+	json_check "$T/out" $rc "failure('$cmd', None); assert d['error']['exit'] == 2"
+done
+
+# A page that does not match: verify's whole report, with ok false and an error.
+off=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["blocks"][0]["pages_offset"])' \
+	"$T/info.json")
+page=0 # the first present page: the first whose bytes in RAM are not all zero
+while cmp -s -n 4096 -i $((page * 4096)):0 "$T/a.ram" /dev/zero; do
+	page=$((page + 1))
+done
+flip_byte "$T/vm.img" $((off + page * 4096 + 100))
+run "$MRSNAP" verify --json "$T/vm.img"
+json_check "$T/out" $rc "doc('verify', False, $VERIFY); assert d['error']['errno_name'] == 'EBADMSG'
+assert d['error']['exit'] == 1 and d['pages_bad'] == 1 and len(d['bad_pages']) == 1
+shape(d['bad_pages'][0], BAD_PAGE, 'bad page'); assert d['bad_pages'][0]['page'] == $page"
+run "$MRSNAP" restore --json --verify "$T/vm.img" --ram pc.ram="$T/b.out"
+json_check "$T/out" $rc "failure('restore', 'EBADMSG'); assert d['error']['exit'] == 1"
+exit 0
