@@ -116,7 +116,15 @@ struct mrs_chan_hooks {
 };
 
 struct mrs_chan_config {
-	const char *path;     /* the image, opened once per channel */
+	const char *path;     /* the image, opened once per channel; always its name in messages */
+	/*
+	 * Restore and verify: fd is the image as the engine opened and
+	 * validated it. Each channel opens its own description of that same
+	 * file through /proc/self/fd/N (O_DIRECT needs one of its own), never
+	 * path again, which may meanwhile name another file.
+	 */
+	bool reopen_fd;
+	int fd;
 	bool writable;	      /* open it read-write (save) or read-only */
 	bool direct;	      /* O_DIRECT on channel fds */
 	unsigned channels;    /* 1..MRS_CHANNELS_MAX */

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -12,6 +13,7 @@
 int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned flags,
 			  struct mrs_error *err)
 {
+	struct stat st;
 	int ret;
 
 	memset(r, 0, sizeof(*r));
@@ -19,6 +21,14 @@ int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned
 	r->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (r->fd < 0)
 		return mrs_err_errno(err, -errno, "cannot open '%s'", path);
+	if (fstat(r->fd, &st)) {
+		ret = mrs_err_errno(err, -errno, "cannot stat '%s'", path);
+		close(r->fd);
+		r->fd = -1;
+		return ret;
+	}
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
 	ret = mrs_meta_read(r->fd, flags, &r->meta, err);
 	if (ret) {
 		close(r->fd);
@@ -59,6 +69,8 @@ int mrs_image_reader_channels(struct mrs_image_reader *r, const struct mrs_io_op
 {
 	struct mrs_chan_config cfg = {
 	    .path = r->path,
+	    .reopen_fd = true,
+	    .fd = r->fd,
 	    .direct = io->direct,
 	    .channels = io->channels,
 	    .depth = io->depth,

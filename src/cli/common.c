@@ -45,6 +45,8 @@ int cli_fail(const struct mrs_error *err)
 {
 	cli_error("%s", err->msg);
 	switch (err->code) {
+	case -MRS_EUSAGE: /* the library's word for a mistake in what it was asked */
+		return EXIT_USAGE;
 	case -EPROTO:  /* damaged or incomplete image */
 	case -EBADMSG: /* a page did not match its checksum */
 	case -ENOTSUP: /* a format version this mrsnap does not read */
