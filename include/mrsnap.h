@@ -222,7 +222,8 @@ struct mrs_restore_target {
 struct mrs_restore_report {
 	unsigned channels;
 	uint32_t nblocks;
-	struct mrs_restore_target *targets; /* nblocks of them; free with mrs_restore_report_free() */
+	/* Where each block went, nblocks of them; free with mrs_restore_report_free(). */
+	struct mrs_restore_target *targets;
 	uint64_t pages_total;
 	uint64_t pages_read;
 	uint64_t bytes_read;

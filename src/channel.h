@@ -116,7 +116,13 @@ struct mrs_chan_hooks {
 };
 
 struct mrs_chan_config {
-	const char *path;     /* the image, opened once per channel; always its name in messages */
+	const char *path;     /* the image, opened once per channel (or its name in messages) */
+	bool writable;	      /* open it read-write (save) or read-only */
+	bool direct;	      /* O_DIRECT on channel fds */
+	unsigned channels;    /* 1..MRS_CHANNELS_MAX */
+	unsigned depth;	      /* requests in flight per channel; 0: default */
+	uint32_t max_request; /* bytes per request; 0: default */
+	const struct mrs_chan_hooks *hooks;
 	/*
 	 * Restore and verify: fd is the image as the engine opened and
 	 * validated it. Each channel opens its own description of that same
@@ -125,12 +131,6 @@ struct mrs_chan_config {
 	 */
 	bool reopen_fd;
 	int fd;
-	bool writable;	      /* open it read-write (save) or read-only */
-	bool direct;	      /* O_DIRECT on channel fds */
-	unsigned channels;    /* 1..MRS_CHANNELS_MAX */
-	unsigned depth;	      /* requests in flight per channel; 0: default */
-	uint32_t max_request; /* bytes per request; 0: default */
-	const struct mrs_chan_hooks *hooks;
 };
 
 /* Counters, summed over channels. Read them after a sync. */

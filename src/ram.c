@@ -194,7 +194,8 @@ int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *pa
 	}
 	if (S_ISLNK(st.st_mode) && !force) {
 		ret = mrs_err(err, -ELOOP,
-			      "target '%s' is a symbolic link; use --force to write through it", path);
+			      "target '%s' is a symbolic link; use --force to write through it",
+			      path);
 		goto fail;
 	}
 	if (S_ISLNK(st.st_mode) && stat(path, &st)) {
@@ -221,8 +222,8 @@ int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *pa
 		goto fail;
 	if (m->blockdev && m->have < size) {
 		ret = mrs_err(err, -ENOSPC,
-			      "target '%s' holds %" PRIu64 " bytes, block '%s' needs %" PRIu64, path,
-			      m->have, name, size);
+			      "target '%s' holds %" PRIu64 " bytes, block '%s' needs %" PRIu64,
+			      path, m->have, name, size);
 		goto fail;
 	}
 	m->exists = true;

@@ -66,8 +66,9 @@ static int resolve_targets(struct restore *r, const struct mrs_ram *t, unsigned 
 			char names[512];
 
 			list_names(m, names, sizeof(names));
-			return mrs_err(err, -MRS_EUSAGE, "the image has no block named '%s' (it has: %s)",
-				       t[i].name, names);
+			return mrs_err(err, -MRS_EUSAGE,
+				       "the image has no block named '%s' (it has: %s)", t[i].name,
+				       names);
 		}
 		if (r->target[b])
 			return mrs_err(err, -MRS_EUSAGE, "block '%s' is given twice", t[i].name);
