@@ -207,14 +207,21 @@ int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *pa
 			      "target '%s' is neither a regular file nor a block device", path);
 		goto fail;
 	}
-	/* Opening changes nothing: no O_CREAT, no O_TRUNC. */
-	m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | (force ? 0 : O_NOFOLLOW));
+	/*
+	 * Opening changes nothing: no O_CREAT, no O_TRUNC; and O_NONBLOCK, so
+	 * that a FIFO put there since the stat cannot hang the open.
+	 */
+	m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (force ? 0 : O_NOFOLLOW));
 	if (m->fd < 0) {
 		ret = mrs_err_errno(err, -errno, "cannot open target '%s'", path);
 		goto fail;
 	}
 	if (fstat(m->fd, &fst) || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
 		ret = mrs_err(err, -EAGAIN, "target '%s' was replaced while it was checked", path);
+		goto fail;
+	}
+	if (fcntl(m->fd, F_SETFL, fcntl(m->fd, F_GETFL) & ~O_NONBLOCK)) {
+		ret = mrs_err_errno(err, -errno, "cannot open target '%s'", path);
 		goto fail;
 	}
 	ret = backing_size(m, &m->have, err);
