@@ -25,11 +25,11 @@ int mrs_ram_check_name(const char *name, struct mrs_error *err)
 	size_t len = strlen(name);
 
 	if (len == 0 || len >= MRS_NAME_FIELD)
-		return mrs_err(err, -EINVAL, "block name '%s' must be 1 to %u bytes long", name,
+		return mrs_err(err, -MRS_EUSAGE, "block name '%s' must be 1 to %u bytes long", name,
 			       MRS_NAME_FIELD - 1);
 	for (const char *p = name; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == '=' || *p == ',' || *p == 0x7f)
-			return mrs_err(err, -EINVAL,
+			return mrs_err(err, -MRS_EUSAGE,
 				       "block name '%s' holds a control character, '=' or ','",
 				       name);
 	return 0;

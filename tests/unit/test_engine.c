@@ -421,6 +421,30 @@ static void test_restore_reads_the_validated_image(void **state)
 	free(other_img);
 }
 
+/*
+ * A mistake in what the engines are asked is -MRS_EUSAGE, which the command
+ * maps to exit 2, whichever engine finds it; restore's were -ENOENT and
+ * -EINVAL (exit 3), and did not say which names the image has.
+ */
+static void test_usage_mistakes(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_ram twice[2] = {f->spec, f->spec};
+	struct mrs_ram t[2] = {{"pc.ram", f->target, 0}, {"pc.ram", f->target, 0}};
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_save(f->image, twice, 2, &o, NULL, &err), -MRS_EUSAGE);
+	assert_msg_has(&err, "block name 'pc.ram' is given twice");
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	assert_int_equal(mrs_restore(f->image, t, 2, NULL, NULL, &err), -MRS_EUSAGE);
+	assert_msg_has(&err, "block 'pc.ram' is given twice");
+	t[0].name = "vga";
+	assert_int_equal(mrs_restore(f->image, t, 1, NULL, NULL, &err), -MRS_EUSAGE);
+	assert_msg_has(&err, "the image has no block named 'vga' (it has: pc.ram)");
+	assert_int_equal(access(f->target, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +459,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_reads_the_validated_image, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_usage_mistakes, setup, teardown),
 	};
 	if (!mrs_test_have_io_uring())
 		return TEST_SKIP;
