@@ -111,6 +111,20 @@ static int check_recorded(const struct mrs_ram_map *t, bool force, struct mrs_er
 	return 0;
 }
 
+static int refuse_twice(const struct mrs_ram_map *a, const struct mrs_ram_map *b,
+			struct mrs_error *err)
+{
+	if (!strcmp(a->path, b->path))
+		return mrs_err(err, -MRS_EUSAGE,
+			       "blocks '%s' and '%s' would both be restored to one file ('%s'); "
+			       "give each its own with --ram",
+			       a->name, b->name, a->path);
+	return mrs_err(err, -MRS_EUSAGE,
+		       "blocks '%s' and '%s' would both be restored to one file ('%s' and '%s' "
+		       "are the same); give each its own with --ram",
+		       a->name, b->name, a->path, b->path);
+}
+
 /* The rules for one probed target, and that no earlier block goes to the same file. */
 static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 {
@@ -122,13 +136,7 @@ static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 			       t->path, t->name);
 	for (uint32_t o = 0; o < b; o++)
 		if (mrs_ram_same_target(&r->dst[o], t))
-			return mrs_err(err, -MRS_EUSAGE,
-				       "blocks '%s' and '%s' would both be restored to one file "
-				       "('%s'%s%s%s); give each its own with --ram",
-				       r->dst[o].name, t->name, r->dst[o].path,
-				       strcmp(r->dst[o].path, t->path) ? " and '" : "",
-				       strcmp(r->dst[o].path, t->path) ? t->path : "",
-				       strcmp(r->dst[o].path, t->path) ? "'" : "");
+			return refuse_twice(&r->dst[o], t, err);
 	if (!r->named[b]) {
 		ret = check_recorded(t, r->opts->force, err);
 		if (ret)
