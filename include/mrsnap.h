@@ -13,6 +13,7 @@
 #ifndef MRSNAP_H
 #define MRSNAP_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,16 @@ unsigned mrs_version(void);
 
 /* The same as a string, "0.1.0". */
 const char *mrs_version_string(void);
+
+/*
+ * -MRS_EUSAGE: the call was asked for something inconsistent, a mistake in
+ * its arguments rather than a failure of the machine or damage to an image
+ * (a block named twice, a name the image does not have, two blocks restored
+ * to one file). It is EDOM, which none of the system calls mrsnap makes
+ * returns, so it never stands for an I/O error; the command line maps it to
+ * exit status 2. The message says what was wrong and what would be right.
+ */
+#define MRS_EUSAGE EDOM
 
 /* What went wrong, filled in by a call that returns a negative errno. */
 struct mrs_error {
@@ -205,12 +216,27 @@ void mrs_save_report_free(struct mrs_save_report *report);
 struct mrs_restore_opts {
 	struct mrs_io_opts io;
 	int verify; /* check every page against its checksum as it is loaded */
-	int force;  /* allow a target path that is a symlink */
+	/*
+	 * Allow a target path that is a symlink, a recorded path that is a
+	 * regular file of another size than its block, and a target that a
+	 * running process has mapped. Never a target that is the image itself,
+	 * a recorded path that is a block device, or one file for two blocks.
+	 */
+	int force;
+};
+
+/* Where one block went. */
+struct mrs_restore_target {
+	char name[64];
+	char *path;  /* as given with targets, or as recorded in the image */
+	int created; /* the file did not exist before */
 };
 
 struct mrs_restore_report {
 	unsigned channels;
 	uint32_t nblocks;
+	/* Where each block went, nblocks of them; free with mrs_restore_report_free(). */
+	struct mrs_restore_target *targets;
 	uint64_t pages_total;
 	uint64_t pages_read;
 	uint64_t bytes_read;
@@ -224,11 +250,29 @@ struct mrs_restore_report {
 
 /*
  * Load every block of the image into its target: the path given in targets
- * for that name (size ignored), else the path recorded in the image. Missing
- * target files are created (0600); regular files are sized to the block;
- * pages absent from the image read as zero afterwards. The whole image is
- * validated before any target is touched. A page that fails its checksum
- * (with verify) fails the restore with -EBADMSG.
+ * for that name (size ignored), else the path recorded in the image.
+ *
+ * Everything that can fail without changing anything is done first: the
+ * image is opened once and validated, and the channels read it through that
+ * same open file (a symlink the caller named is followed; the image is never
+ * reopened by name); every target is checked; the channels are started. Only
+ * then are targets created, sized and cleared, and loaded. Targets checked:
+ *  - a regular file or a block device (at least the block's size);
+ *  - not the image itself (same device and inode, whatever the name);
+ *  - not mapped by a running process (a live guest's RAM), unless force;
+ *  - not the same file as another block's target (-MRS_EUSAGE);
+ *  - a symlink only with force;
+ *  - a path recorded in the image (not given in targets) only if it does not
+ *    exist or is a regular file of exactly the block's size (another size:
+ *    force); a block device only when given in targets, never as recorded.
+ * Missing target files are created (0600); regular files are sized to the
+ * block; pages absent from the image read as zero afterwards. A page that
+ * fails its checksum (with verify) fails the restore with -EBADMSG.
+ *
+ * On failure, targets this call created are removed, and those that existed
+ * and were already changed are named in the message ("target '...' was
+ * partly written"). A block name the image lacks, or given twice, is
+ * -MRS_EUSAGE. Free the report with mrs_restore_report_free().
  */
 int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
 		const struct mrs_restore_opts *opts, struct mrs_restore_report *report,

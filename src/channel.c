@@ -235,11 +235,25 @@ static int dio_alignment(int fd, const char *path, size_t *mem_align, struct mrs
 	return 0;
 }
 
+/*
+ * The image for a channel: by name, or a new description of the fd the
+ * engine validated. O_NOFOLLOW would refuse /proc/self/fd/N, a magic link.
+ */
+static int open_image(const struct mrs_chan_config *cfg, int flags)
+{
+	char proc[32];
+
+	if (!cfg->reopen_fd)
+		return open(cfg->path, flags | O_NOFOLLOW);
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", cfg->fd);
+	return open(proc, flags);
+}
+
 static int open_channel_fd(struct mrs_chanset *cs, struct channel *ch, struct mrs_error *err)
 {
-	int flags = (cs->cfg.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW;
+	int flags = (cs->cfg.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
 
-	ch->fd = open(cs->cfg.path, flags | (cs->cfg.direct ? O_DIRECT : 0));
+	ch->fd = open_image(&cs->cfg, flags | (cs->cfg.direct ? O_DIRECT : 0));
 	if (ch->fd >= 0)
 		return 0;
 	if (errno == EINVAL && cs->cfg.direct)
@@ -387,7 +401,7 @@ int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg
 	size_buffers(cs);
 	cs->buf_align = 4096;
 	if (cs->cfg.direct) {
-		fd = open(cfg->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		fd = open_image(cfg, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			ret = mrs_err_errno(err, -errno, "cannot open '%s'", cfg->path);
 			goto fail;

@@ -116,13 +116,21 @@ struct mrs_chan_hooks {
 };
 
 struct mrs_chan_config {
-	const char *path;     /* the image, opened once per channel */
+	const char *path;     /* the image, opened once per channel (or its name in messages) */
 	bool writable;	      /* open it read-write (save) or read-only */
 	bool direct;	      /* O_DIRECT on channel fds */
 	unsigned channels;    /* 1..MRS_CHANNELS_MAX */
 	unsigned depth;	      /* requests in flight per channel; 0: default */
 	uint32_t max_request; /* bytes per request; 0: default */
 	const struct mrs_chan_hooks *hooks;
+	/*
+	 * Restore and verify: fd is the image as the engine opened and
+	 * validated it. Each channel opens its own description of that same
+	 * file through /proc/self/fd/N (O_DIRECT needs one of its own), never
+	 * path again, which may meanwhile name another file.
+	 */
+	bool reopen_fd;
+	int fd;
 };
 
 /* Counters, summed over channels. Read them after a sync. */

@@ -22,6 +22,9 @@ static int check_regular(struct mrs_image_reader *r, struct mrs_error *err)
 			       "'%s' is not a regular file, so not an image", r->path);
 	if (fcntl(r->fd, F_SETFL, 0))
 		return mrs_err_errno(err, -errno, "cannot set up '%s'", r->path);
+	/* Who it is, so that restore can refuse it as a target under any name. */
+	r->dev = st.st_dev;
+	r->ino = st.st_ino;
 	return 0;
 }
 
@@ -82,6 +85,8 @@ int mrs_image_reader_channels(struct mrs_image_reader *r, const struct mrs_io_op
 {
 	struct mrs_chan_config cfg = {
 	    .path = r->path,
+	    .reopen_fd = true,
+	    .fd = r->fd,
 	    .direct = io->direct,
 	    .channels = io->channels,
 	    .depth = io->depth,

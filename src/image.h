@@ -6,17 +6,25 @@
 #ifndef MRS_IMAGE_H
 #define MRS_IMAGE_H
 
+#include <sys/types.h>
+
 #include "channel.h"
 #include "meta.h"
 
 struct mrs_image_reader {
 	const char *path;
-	int fd; /* buffered, metadata only */
+	int fd;	   /* buffered, metadata only; the channels reopen this file, not path */
+	dev_t dev; /* of the file at fd: a restore target must not be it */
+	ino_t ino;
 	struct mrs_image_meta meta;
 	struct mrs_chan_block *cb; /* per block: hashes and presence from the image */
 };
 
-/* Open path and read and validate its metadata (see mrs_meta_read for flags). */
+/*
+ * Open path and read and validate its metadata (see mrs_meta_read for
+ * flags). A symlink the caller named is followed: reading is harmless, and
+ * everything after this reads the one file opened here.
+ */
 int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned flags,
 			  struct mrs_error *err);
 
@@ -26,7 +34,7 @@ int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned
  */
 int mrs_image_reader_blocks(struct mrs_image_reader *r, struct mrs_error *err);
 
-/* Open channels reading the image. */
+/* Open channels reading the image: the file at r->fd, never path again. */
 int mrs_image_reader_channels(struct mrs_image_reader *r, const struct mrs_io_opts *io,
 			      struct mrs_chanset **cs, struct mrs_error *err);
 

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -21,11 +25,11 @@ int mrs_ram_check_name(const char *name, struct mrs_error *err)
 	size_t len = strlen(name);
 
 	if (len == 0 || len >= MRS_NAME_FIELD)
-		return mrs_err(err, -EINVAL, "block name '%s' must be 1 to %u bytes long", name,
+		return mrs_err(err, -MRS_EUSAGE, "block name '%s' must be 1 to %u bytes long", name,
 			       MRS_NAME_FIELD - 1);
 	for (const char *p = name; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == '=' || *p == ',' || *p == 0x7f)
-			return mrs_err(err, -EINVAL,
+			return mrs_err(err, -MRS_EUSAGE,
 				       "block name '%s' holds a control character, '=' or ','",
 				       name);
 	return 0;
@@ -152,27 +156,6 @@ fail:
 	return ret;
 }
 
-int mrs_ram_check_target(const char *path, bool force, struct mrs_error *err)
-{
-	struct stat st;
-
-	if (lstat(path, &st)) {
-		if (errno == ENOENT)
-			return 0; /* created later */
-		return mrs_err_errno(err, -errno, "cannot stat target '%s'", path);
-	}
-	if (S_ISLNK(st.st_mode) && !force)
-		return mrs_err(err, -ELOOP,
-			       "target '%s' is a symbolic link; use --force to write through it",
-			       path);
-	if (S_ISLNK(st.st_mode) && stat(path, &st))
-		return mrs_err_errno(err, -errno, "cannot stat target '%s'", path);
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return mrs_err(err, -EINVAL,
-			       "target '%s' is neither a regular file nor a block device", path);
-	return 0;
-}
-
 /* Zero the block's part of a block device: BLKZEROOUT if it can, writes if not. */
 static int zero_blockdev(struct mrs_ram_map *m, struct mrs_error *err)
 {
@@ -191,53 +174,199 @@ static int zero_blockdev(struct mrs_ram_map *m, struct mrs_error *err)
 	return 0;
 }
 
-int mrs_ram_open_target(struct mrs_ram_map *m, const char *name, const char *path, uint64_t size,
-			bool force, struct mrs_error *err)
+/* A target that does not exist yet: its directory must, writable by us. */
+static int probe_missing(struct mrs_ram_map *m, struct mrs_error *err)
 {
-	int flags = O_RDWR | O_CREAT | O_CLOEXEC | (force ? 0 : O_NOFOLLOW);
-	uint64_t have;
+	char *copy = strdup(m->path), *dir;
+	struct stat st;
+	int ret = 0;
+
+	if (!copy)
+		return mrs_err(err, -ENOMEM, "out of memory");
+	dir = dirname(copy);
+	if (stat(dir, &st))
+		ret = mrs_err_errno(err, -errno, "cannot open target '%s'", m->path);
+	else if (!S_ISDIR(st.st_mode))
+		ret = mrs_err_errno(err, -ENOTDIR, "cannot open target '%s'", m->path);
+	else if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS))
+		ret = mrs_err_errno(err, -errno, "cannot create target '%s'", m->path);
+	if (!ret) {
+		m->dev = st.st_dev;
+		m->ino = st.st_ino;
+	}
+	free(copy);
+	return ret;
+}
+
+int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *path, uint64_t size,
+			 bool force, struct mrs_error *err)
+{
+	struct stat st, fst;
 	int ret;
 
 	ret = init_map(m, name, path, err);
 	if (ret)
 		goto fail;
-	m->fd = open(path, flags, 0600);
-	if (m->fd < 0) {
-		ret = errno == ELOOP ? mrs_err(err, -ELOOP,
-					       "target '%s' is a symbolic link; use --force to "
-					       "write through it",
-					       path)
-				     : mrs_err_errno(err, -errno, "cannot open target '%s'", path);
-		goto fail;
-	}
-	ret = backing_size(m, &have, err);
-	if (ret)
-		goto fail;
 	m->size = size;
-	m->page_size = backing_page_size(m->fd);
-	if (m->blockdev) {
-		if (have < size) {
-			ret = mrs_err(err, -ENOSPC,
-				      "target '%s' holds %" PRIu64
-				      " bytes, block '%s' needs %" PRIu64,
-				      path, have, name, size);
+	if (lstat(path, &st)) {
+		ret = errno == ENOENT ? probe_missing(m, err)
+				      : mrs_err_errno(err, -errno, "cannot stat target '%s'", path);
+		if (ret)
 			goto fail;
-		}
-		ret = zero_blockdev(m, err);
-	} else if (ftruncate(m->fd, 0) || ftruncate(m->fd, (off_t)size)) {
-		/* Cutting to 0 first is what makes absent pages read as zero. */
-		ret = mrs_err_errno(err, -errno, "cannot size target '%s' to %" PRIu64 " bytes",
-				    path, size);
+		return 0;
 	}
-	/* hugetlbfs has no write(2): pages go in through a mapping. */
-	if (!ret && m->page_size > MRS_MIN_PAGE)
-		ret = map(m, PROT_READ | PROT_WRITE, err);
+	if (S_ISLNK(st.st_mode) && !force) {
+		ret = mrs_err(err, -ELOOP,
+			      "target '%s' is a symbolic link; use --force to write through it",
+			      path);
+		goto fail;
+	}
+	if (S_ISLNK(st.st_mode) && stat(path, &st)) {
+		ret = mrs_err_errno(err, -errno, "cannot follow the symbolic link '%s'", path);
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		ret = mrs_err(err, -EINVAL,
+			      "target '%s' is neither a regular file nor a block device", path);
+		goto fail;
+	}
+	/*
+	 * Opening changes nothing: no O_CREAT, no O_TRUNC; and O_NONBLOCK, so
+	 * that a FIFO put there since the stat cannot hang the open.
+	 */
+	m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (force ? 0 : O_NOFOLLOW));
+	if (m->fd < 0) {
+		ret = mrs_err_errno(err, -errno, "cannot open target '%s'", path);
+		goto fail;
+	}
+	if (fstat(m->fd, &fst) || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+		ret = mrs_err(err, -EAGAIN, "target '%s' was replaced while it was checked", path);
+		goto fail;
+	}
+	if (fcntl(m->fd, F_SETFL, fcntl(m->fd, F_GETFL) & ~O_NONBLOCK)) {
+		ret = mrs_err_errno(err, -errno, "cannot open target '%s'", path);
+		goto fail;
+	}
+	ret = backing_size(m, &m->have, err);
 	if (ret)
 		goto fail;
+	if (m->blockdev && m->have < size) {
+		ret = mrs_err(err, -ENOSPC,
+			      "target '%s' holds %" PRIu64 " bytes, block '%s' needs %" PRIu64,
+			      path, m->have, name, size);
+		goto fail;
+	}
+	m->exists = true;
+	m->dev = st.st_dev;
+	m->ino = st.st_ino;
 	return 0;
 fail:
 	mrs_ram_close(m);
 	return ret;
+}
+
+bool mrs_ram_same_target(const struct mrs_ram_map *a, const struct mrs_ram_map *b)
+{
+	const char *na = strrchr(a->path, '/'), *nb = strrchr(b->path, '/');
+
+	if (a->exists != b->exists || a->dev != b->dev || a->ino != b->ino)
+		return false;
+	if (a->exists)
+		return true;
+	return !strcmp(na ? na + 1 : a->path, nb ? nb + 1 : b->path);
+}
+
+/*
+ * Whether the mapping on this line of /proc/PID/maps is of the file. The
+ * line's device is the filesystem's own, which stat(2) does not always
+ * report (btrfs subvolumes, overlayfs): on an inode match with another
+ * device, stat the mapping itself through map_files.
+ */
+static bool maps_line_is(const char *line, long pid, dev_t dev, ino_t ino)
+{
+	unsigned long start, end;
+	unsigned maj, min;
+	unsigned long long inode;
+	char path[96];
+	struct stat st;
+
+	if (sscanf(line, "%lx-%lx %*s %*s %x:%x %llu", &start, &end, &maj, &min, &inode) != 5 ||
+	    inode != (unsigned long long)ino || inode == 0)
+		return false;
+	if (maj == major(dev) && min == minor(dev))
+		return true;
+	snprintf(path, sizeof(path), "/proc/%ld/map_files/%lx-%lx", pid, start, end);
+	return stat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+}
+
+int mrs_ram_mapped_by(dev_t dev, ino_t ino)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	char *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+
+	if (!d)
+		return 0;
+	while (!found && (de = readdir(d))) {
+		char path[64], *end;
+		long pid = strtol(de->d_name, &end, 10);
+		FILE *f;
+
+		if (*end || pid <= 0 || pid > INT32_MAX)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/maps", pid);
+		f = fopen(path, "re");
+		if (!f)
+			continue; /* gone, or not ours to read */
+		while (!found && getline(&line, &cap, f) > 0)
+			if (maps_line_is(line, pid, dev, ino))
+				found = (int)pid;
+		fclose(f);
+	}
+	free(line);
+	closedir(d);
+	return found;
+}
+
+int mrs_ram_prepare_target(struct mrs_ram_map *m, struct mrs_error *err)
+{
+	struct stat st;
+	int ret = 0;
+
+	if (!m->exists) {
+		/* O_EXCL: a file that appeared since the probe was not checked. */
+		m->fd = open(m->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (m->fd < 0)
+			return mrs_err_errno(err, -errno, "cannot create target '%s'", m->path);
+		m->created = true;
+		if (fstat(m->fd, &st) == 0) {
+			m->dev = st.st_dev;
+			m->ino = st.st_ino;
+		}
+	}
+	m->changed = true;
+	m->page_size = backing_page_size(m->fd);
+	if (m->blockdev)
+		ret = zero_blockdev(m, err);
+	else if (ftruncate(m->fd, 0) || ftruncate(m->fd, (off_t)m->size))
+		/* Cutting to 0 first is what makes absent pages read as zero. */
+		ret = mrs_err_errno(err, -errno, "cannot size target '%s' to %" PRIu64 " bytes",
+				    m->path, m->size);
+	/* hugetlbfs has no write(2): pages go in through a mapping. */
+	if (!ret && m->page_size > MRS_MIN_PAGE)
+		ret = map(m, PROT_READ | PROT_WRITE, err);
+	return ret;
+}
+
+void mrs_ram_discard_target(struct mrs_ram_map *m)
+{
+	struct stat now;
+
+	/* Only while the name is still the file made here. */
+	if (m->created && lstat(m->path, &now) == 0 && now.st_dev == m->dev && now.st_ino == m->ino)
+		unlink(m->path);
 }
 
 int mrs_ram_flush(struct mrs_ram_map *m, struct mrs_error *err)

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "mrsnap.h"
 
@@ -20,6 +21,13 @@ struct mrs_ram_map {
 	uint64_t page_size; /* the backing's page size: 4096, or hugetlbfs's */
 	bool blockdev;
 	bool sparse; /* on tmpfs: holes are cheap to find with SEEK_DATA */
+	/* Restore targets only. */
+	bool exists;  /* it existed when probed: fd is open on it, have is its size */
+	bool created; /* made by mrs_ram_prepare_target, so removed again on failure */
+	bool changed; /* what it held before is gone (cut, cleared or written) */
+	uint64_t have;
+	dev_t dev; /* of the file; of its directory when it does not exist yet */
+	ino_t ino;
 };
 
 /* Check a block name for an image: 1..63 bytes, printable, no '=' or ','. */
@@ -29,16 +37,30 @@ int mrs_ram_check_name(const char *name, struct mrs_error *err);
 int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struct mrs_error *err);
 
 /*
- * Open (creating it 0600 if missing) a restore target for a block of size
- * bytes, refuse a symlink unless force, size a regular file and make every
- * byte zero (mapping it when it is on hugetlbfs). Called only after the image
- * has been validated: this is where a target is first changed.
+ * Restore targets are first probed, which changes nothing: a missing one
+ * must be creatable in an existing directory; an existing one must be a
+ * regular file or a block device of at least size bytes, and a symlink only
+ * with force; it is opened (read-write, without O_CREAT) and its device,
+ * inode and size noted. The engine checks its own rules on that, and only
+ * then prepares the targets: creates the missing ones (0600, O_EXCL), sizes
+ * regular files and makes every byte zero (mapping it on hugetlbfs).
  */
-int mrs_ram_open_target(struct mrs_ram_map *m, const char *name, const char *path, uint64_t size,
-			bool force, struct mrs_error *err);
+int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *path, uint64_t size,
+			 bool force, struct mrs_error *err);
+int mrs_ram_prepare_target(struct mrs_ram_map *m, struct mrs_error *err);
 
-/* Check a target path before anything is written anywhere: symlink, type. */
-int mrs_ram_check_target(const char *path, bool force, struct mrs_error *err);
+/* Whether two probed targets are one file (for missing ones: one name in one directory). */
+bool mrs_ram_same_target(const struct mrs_ram_map *a, const struct mrs_ram_map *b);
+
+/*
+ * A process that has the file with this device and inode mapped (from
+ * /proc/PID/maps: a running guest's RAM), or 0. Processes whose maps cannot
+ * be read (other users', as non-root) are not seen.
+ */
+int mrs_ram_mapped_by(dev_t dev, ino_t ino);
+
+/* After a failure: remove a target that mrs_ram_prepare_target created. */
+void mrs_ram_discard_target(struct mrs_ram_map *m);
 
 /* Make what was loaded into a target durable. */
 int mrs_ram_flush(struct mrs_ram_map *m, struct mrs_error *err);

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The restore engine: validate the whole image, then (and only then) open
- * and clear the targets, and load the present pages through the channels,
- * which read in any order and are waited for once, at the end
- * (docs/DESIGN.md, "Acquire, validate, then change" and "Channels and when
- * they sync").
+ * The restore engine, as a straight line: the image is opened and
+ * validated through one fd; the targets are resolved and checked (type,
+ * the size rule for recorded paths, not the image, not mapped, not twice);
+ * the channels are opened on that same fd. Only then is anything changed:
+ * targets are created or cut and cleared, and the present pages loaded by
+ * the channels, which read in any order and are waited for once, at the
+ * end. On failure, what was created is removed and what was partly written
+ * is named (docs/DESIGN.md, "Acquire, validate, then change" and
+ * "Channels and when they sync").
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,10 +26,26 @@ struct restore {
 	struct mrs_io_opts io;
 	struct mrs_image_reader img;
 	const char **target; /* per block: where it goes */
+	bool *named;	     /* per block: the caller gave the target, the image did not */
 	struct mrs_ram_map *dst;
-	uint32_t nopen;
+	uint32_t nprobed; /* dst[0..nprobed) hold an open or probed target */
 	struct mrs_chanset *cs;
 };
+
+/* The block names of the image, "pc.ram, vga.ram", for a message. */
+static void list_names(const struct mrs_image_meta *m, char *buf, size_t len)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	for (uint32_t b = 0; b < m->sb.block_count && at < len; b++) {
+		int n = snprintf(buf + at, len - at, "%s%s", b ? ", " : "", m->blocks[b].name);
+
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
+}
 
 /* Where each block goes: the path given for its name, else the recorded one. */
 static int resolve_targets(struct restore *r, const struct mrs_ram *t, unsigned nt,
@@ -35,35 +55,105 @@ static int resolve_targets(struct restore *r, const struct mrs_ram *t, unsigned 
 	uint32_t n = m->sb.block_count;
 
 	r->target = calloc(n, sizeof(*r->target));
-	if (!r->target)
+	r->named = calloc(n, sizeof(*r->named));
+	if (!r->target || !r->named)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	for (unsigned i = 0; i < nt; i++) {
 		uint32_t b = 0;
 
 		while (b < n && strcmp(m->blocks[b].name, t[i].name))
 			b++;
-		if (b == n)
-			return mrs_err(err, -ENOENT, "the image has no block named '%s'",
-				       t[i].name);
+		if (b == n) {
+			char names[512];
+
+			list_names(m, names, sizeof(names));
+			return mrs_err(err, -MRS_EUSAGE,
+				       "the image has no block named '%s' (it has: %s)", t[i].name,
+				       names);
+		}
 		if (r->target[b])
-			return mrs_err(err, -EINVAL, "block '%s' is given twice", t[i].name);
+			return mrs_err(err, -MRS_EUSAGE, "block '%s' is given twice", t[i].name);
 		r->target[b] = t[i].path;
+		r->named[b] = true;
 	}
 	for (uint32_t b = 0; b < n; b++) {
 		if (!r->target[b])
 			r->target[b] = m->blocks[b].path;
 		if (!r->target[b][0])
 			return mrs_err(
-			    err, -EINVAL,
+			    err, -MRS_EUSAGE,
 			    "block '%s' has no recorded path; give one with --ram %s=PATH",
 			    m->blocks[b].name, m->blocks[b].name);
-		if (mrs_ram_check_target(r->target[b], r->opts->force, err))
-			return err ? err->code : -EINVAL;
 	}
 	return 0;
 }
 
-static int open_targets(struct restore *r, struct mrs_error *err)
+/*
+ * A path the image recorded is the image's word, not the user's: an
+ * untrusted image must not choose what gets cut or cleared. It is used only
+ * if nothing is there, or a regular file of exactly the block's size (what
+ * a snapshot of that block left); a device only ever when named.
+ */
+static int check_recorded(const struct mrs_ram_map *t, bool force, struct mrs_error *err)
+{
+	if (!t->exists)
+		return 0;
+	if (t->blockdev)
+		return mrs_err(err, -EPERM,
+			       "the image records '%s' for block '%s', a block device: a device is "
+			       "written only when named, with --ram %s=%s",
+			       t->path, t->name, t->name, t->path);
+	if (t->have != t->size && !force)
+		return mrs_err(err, -EEXIST,
+			       "the image records '%s' for block '%s', a file of %" PRIu64
+			       " bytes, not the block's %" PRIu64
+			       ": name it with --ram %s=%s to overwrite it, or use --force",
+			       t->path, t->name, t->have, t->size, t->name, t->path);
+	return 0;
+}
+
+static int refuse_twice(const struct mrs_ram_map *a, const struct mrs_ram_map *b,
+			struct mrs_error *err)
+{
+	if (!strcmp(a->path, b->path))
+		return mrs_err(err, -MRS_EUSAGE,
+			       "blocks '%s' and '%s' would both be restored to one file ('%s'); "
+			       "give each its own with --ram",
+			       a->name, b->name, a->path);
+	return mrs_err(err, -MRS_EUSAGE,
+		       "blocks '%s' and '%s' would both be restored to one file ('%s' and '%s' "
+		       "are the same); give each its own with --ram",
+		       a->name, b->name, a->path, b->path);
+}
+
+/* The rules for one probed target, and that no earlier block goes to the same file. */
+static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
+{
+	const struct mrs_ram_map *t = &r->dst[b];
+	int pid, ret;
+
+	if (t->exists && t->dev == r->img.dev && t->ino == r->img.ino)
+		return mrs_err(err, -EINVAL, "target '%s' of block '%s' is the image itself",
+			       t->path, t->name);
+	for (uint32_t o = 0; o < b; o++)
+		if (mrs_ram_same_target(&r->dst[o], t))
+			return refuse_twice(&r->dst[o], t, err);
+	if (!r->named[b]) {
+		ret = check_recorded(t, r->opts->force, err);
+		if (ret)
+			return ret;
+	}
+	pid = t->exists && !r->opts->force ? mrs_ram_mapped_by(t->dev, t->ino) : 0;
+	if (pid)
+		return mrs_err(err, -EBUSY,
+			       "target '%s' of block '%s' is mapped by process %d (a running "
+			       "guest?); use --force to write it anyway",
+			       t->path, t->name, pid);
+	return 0;
+}
+
+/* Every target probed (opened if it exists, nothing changed) and checked. */
+static int check_targets(struct restore *r, struct mrs_error *err)
 {
 	const struct mrs_image_meta *m = &r->img.meta;
 	uint32_t n = m->sb.block_count;
@@ -71,13 +161,28 @@ static int open_targets(struct restore *r, struct mrs_error *err)
 	r->dst = calloc(n, sizeof(*r->dst));
 	if (!r->dst)
 		return mrs_err(err, -ENOMEM, "out of memory");
-	for (; r->nopen < n; r->nopen++) {
-		uint32_t b = r->nopen;
-		int ret = mrs_ram_open_target(&r->dst[b], m->blocks[b].name, r->target[b],
-					      m->blocks[b].size, r->opts->force, err);
+	for (uint32_t b = 0; b < n; b++) {
+		int ret = mrs_ram_probe_target(&r->dst[b], m->blocks[b].name, r->target[b],
+					       m->blocks[b].size, r->opts->force, err);
 
 		if (ret)
 			return mrs_err_prefix(err, "block '%s'", m->blocks[b].name);
+		r->nprobed = b + 1;
+		ret = check_target(r, b, err);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* The first change to the outside world: targets created, sized, cleared. */
+static int prepare_targets(struct restore *r, struct mrs_error *err)
+{
+	for (uint32_t b = 0; b < r->nprobed; b++) {
+		int ret = mrs_ram_prepare_target(&r->dst[b], err);
+
+		if (ret)
+			return mrs_err_prefix(err, "block '%s'", r->dst[b].name);
 		r->img.cb[b].fd = r->dst[b].fd;
 		r->img.cb[b].mem = r->dst[b].mem;
 	}
@@ -87,6 +192,7 @@ static int open_targets(struct restore *r, struct mrs_error *err)
 static int load(struct restore *r, struct mrs_error *err)
 {
 	struct mrs_pass pass = {
+	    .cs = r->cs,
 	    .blocks = r->img.cb,
 	    .nblocks = r->img.meta.sb.block_count,
 	    .kind = MRS_JOB_LOAD,
@@ -95,40 +201,89 @@ static int load(struct restore *r, struct mrs_error *err)
 	    .io = &r->io,
 	    .channels = r->io.channels,
 	};
-	int ret = mrs_image_reader_channels(&r->img, &r->io, &r->cs, err);
 
-	pass.cs = r->cs;
-	if (!ret)
-		ret = mrs_pass_run(&pass, err);
-	for (uint32_t b = 0; !ret && b < r->nopen; b++)
-		ret = mrs_ram_flush(&r->dst[b], err);
-	return ret;
+	return mrs_pass_run(&pass, err);
 }
 
-static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_report *report)
+/* Loaded is not restored until it is durable: a failed flush fails the restore. */
+static int flush_targets(struct restore *r, struct mrs_error *err)
+{
+	for (uint32_t b = 0; b < r->nprobed; b++) {
+		int ret = mrs_ram_flush(&r->dst[b], err);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Add to the message what a failed restore leaves behind. */
+static void say_left(struct mrs_error *err, const char *fmt, const char *path)
+{
+	size_t len;
+
+	if (!err)
+		return;
+	len = strlen(err->msg);
+	snprintf(err->msg + len, sizeof(err->msg) - len, fmt, path);
+}
+
+/*
+ * After a failure (and once the channels are closed): remove the targets
+ * that were created, name those that existed and were changed.
+ */
+static void undo_targets(struct restore *r, struct mrs_error *err)
+{
+	unsigned partly = 0;
+
+	for (uint32_t b = 0; b < r->nprobed; b++) {
+		struct mrs_ram_map *t = &r->dst[b];
+
+		if (t->created)
+			mrs_ram_discard_target(t);
+		else if (t->changed)
+			say_left(err, partly++ ? ", '%s'" : "; target '%s'", t->path);
+	}
+	if (partly)
+		say_left(err, "%s", partly == 1 ? " was partly written" : " were partly written");
+}
+
+static int fill_report(struct restore *r, uint64_t start, struct mrs_restore_report *report,
+		       struct mrs_error *err)
 {
 	struct mrs_chan_stats st;
 	uint32_t n = r->img.meta.sb.block_count;
 
 	mrs_chanset_stats(r->cs, &st);
 	memset(report, 0, sizeof(*report));
-	/* The targets are loaded whatever happens here: without memory, no block list. */
-	report->blocks = calloc(n, sizeof(*report->blocks));
 	report->channels = r->io.channels;
 	report->nblocks = n;
+	report->blocks = calloc(n, sizeof(*report->blocks));
+	report->targets = calloc(n, sizeof(*report->targets));
+	if (!report->blocks || !report->targets) {
+		mrs_restore_report_free(report);
+		return mrs_err(err, -ENOMEM, "out of memory");
+	}
 	for (uint32_t b = 0; b < n; b++) {
-		struct mrs_block_info *bi = &report->blocks[b];
+		struct mrs_restore_target *t = &report->targets[b];
 
+		snprintf(t->name, sizeof(t->name), "%s", r->img.meta.blocks[b].name);
+		t->path = strdup(r->dst[b].path);
+		t->created = r->dst[b].created;
+		if (!t->path) {
+			mrs_restore_report_free(report);
+			return mrs_err(err, -ENOMEM, "out of memory");
+		}
 		report->pages_total += r->img.meta.blocks[b].page_count;
-		if (!report->blocks)
-			continue;
-		mrs_block_to_info(&r->img.meta.blocks[b], bi);
+		mrs_block_to_info(&r->img.meta.blocks[b], &report->blocks[b]);
 		/* Where it went, not where it came from. */
-		snprintf(bi->path, sizeof(bi->path), "%s", r->target[b]);
+		snprintf(report->blocks[b].path, sizeof(report->blocks[b].path), "%s",
+			 r->dst[b].path);
 	}
 	report->pages_read = st.pages_read;
 	report->bytes_read = st.bytes_read;
 	report->duration_ns = mrs_now_ns() - start;
+	return 0;
 }
 
 int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
@@ -140,9 +295,11 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 	uint64_t start = mrs_now_ns();
 	int ret;
 
+	if (report)
+		memset(report, 0, sizeof(*report));
 	r.img.fd = -1;
+	/* Acquire and validate: nothing outside this process changes. */
 	ret = mrs_io_opts_resolve(&r.opts->io, &r.io, err);
-	/* Everything about the image is checked before any target is touched. */
 	if (!ret)
 		ret = mrs_image_reader_open(&r.img, path, 0, err);
 	if (!ret)
@@ -150,22 +307,38 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 	if (!ret)
 		ret = resolve_targets(&r, targets, ntargets, err);
 	if (!ret)
-		ret = open_targets(&r, err);
+		ret = check_targets(&r, err);
+	if (!ret)
+		ret = mrs_image_reader_channels(&r.img, &r.io, &r.cs, err);
+	/* Change: from here on a failure has to be undone or named. */
+	if (!ret)
+		ret = prepare_targets(&r, err);
 	if (!ret)
 		ret = load(&r, err);
+	if (!ret)
+		ret = flush_targets(&r, err);
 	if (!ret && report)
-		fill_report(&r, start, report);
-	mrs_chanset_close(r.cs);
-	for (uint32_t b = 0; b < r.nopen; b++)
+		ret = fill_report(&r, start, report, err);
+	mrs_chanset_close(r.cs); /* before the targets: channels may still write to them */
+	if (ret)
+		undo_targets(&r, err);
+	for (uint32_t b = 0; b < r.nprobed; b++)
 		mrs_ram_close(&r.dst[b]);
 	free(r.dst);
 	free(r.target);
+	free(r.named);
 	mrs_image_reader_close(&r.img);
 	return ret;
 }
 
 void mrs_restore_report_free(struct mrs_restore_report *report)
 {
+	if (!report)
+		return;
+	for (uint32_t b = 0; report->targets && b < report->nblocks; b++)
+		free(report->targets[b].path);
+	free(report->targets);
+	report->targets = NULL;
 	free(report->blocks);
 	report->blocks = NULL;
 	report->nblocks = 0;

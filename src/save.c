@@ -52,7 +52,7 @@ struct save {
 static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *err)
 {
 	if (n == 0 || n > MRS_MAX_BLOCKS)
-		return mrs_err(err, -EINVAL, "a snapshot takes 1 to %u RAM blocks, not %u",
+		return mrs_err(err, -MRS_EUSAGE, "a snapshot takes 1 to %u RAM blocks, not %u",
 			       MRS_MAX_BLOCKS, n);
 	for (unsigned i = 0; i < n; i++) {
 		int ret = mrs_ram_check_name(ram[i].name, err);
@@ -61,7 +61,7 @@ static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *
 			return ret;
 		for (unsigned j = 0; j < i; j++)
 			if (!strcmp(ram[i].name, ram[j].name))
-				return mrs_err(err, -EINVAL, "block name '%s' is given twice",
+				return mrs_err(err, -MRS_EUSAGE, "block name '%s' is given twice",
 					       ram[i].name);
 	}
 	return 0;
@@ -70,9 +70,9 @@ static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *
 static int check_live_opts(const struct mrs_save_opts *o, struct mrs_error *err)
 {
 	if (o->live && !o->nfreezers)
-		return mrs_err(err, -EINVAL, "a live snapshot needs a way to freeze the guest");
+		return mrs_err(err, -MRS_EUSAGE, "a live snapshot needs a way to freeze the guest");
 	if (o->live && o->max_rounds == 1)
-		return mrs_err(err, -EINVAL, "a live snapshot takes at least 2 rounds");
+		return mrs_err(err, -MRS_EUSAGE, "a live snapshot takes at least 2 rounds");
 	return 0;
 }
 

@@ -15,15 +15,19 @@ static const char usage[] =
     "  -j, --channels N    I/O channels, 1-64; default: the number of online CPUs\n"
     "      --depth N       requests in flight per channel (default 32)\n"
     "      --direct        O_DIRECT for reading page data\n"
-    "      --force         write through a target path that is a symbolic link\n"
+    "      --force         allow a target that is a symbolic link, is mapped by a\n"
+    "                      running process, or (recorded in IMAGE) has another size\n"
     "      --json          print a summary as JSON on stdout\n"
     "  -q, --quiet         print nothing but errors\n"
     "      --progress      show progress even when stderr is not a terminal\n"
     "      --no-progress   never show progress\n"
     "  -h, --help          show this help\n"
     "\n"
-    "The whole image is validated before any target is touched. Missing targets are\n"
-    "created (mode 0600); pages absent from the image read as zero afterwards.\n"
+    "The whole image is validated and every target checked before any target is\n"
+    "touched. Missing targets are created (mode 0600); pages absent from the image\n"
+    "read as zero afterwards. A path recorded in IMAGE is used only if it does not\n"
+    "exist or is a file of exactly the block's size; a device only with --ram.\n"
+    "On failure, targets it created are removed and others partly written named.\n"
     "Exit status: 0 ok, 1 damaged image or checksum mismatch, 2 usage, 3 failed.\n";
 
 enum { OPT_FORCE = 256, OPT_VERIFY, OPT_RAM };
@@ -49,6 +53,15 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		json_u64(&j, "channels", r->channels);
 		json_bool(&j, "verified", verify);
 		cli_json_blocks(&j, r->blocks, r->nblocks, true);
+		json_array(&j, "targets");
+		for (uint32_t b = 0; b < r->nblocks; b++) {
+			json_object(&j, NULL);
+			json_str(&j, "name", r->targets[b].name);
+			json_str(&j, "path", r->targets[b].path);
+			json_bool(&j, "created", r->targets[b].created);
+			json_close_object(&j);
+		}
+		json_close_array(&j);
 		json_u64(&j, "pages_total", r->pages_total);
 		json_u64(&j, "pages_read", r->pages_read);
 		json_u64(&j, "read_bytes", r->bytes_read);
@@ -61,6 +74,20 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 	printf("%s: restored %u block%s, %llu of %llu pages read (%s%s), %.2f s, %s/s\n", image,
 	       r->nblocks, r->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_read,
 	       (unsigned long long)r->pages_total, bytes, verify ? ", verified" : "", s, rate);
+	for (uint32_t b = 0; b < r->nblocks; b++)
+		printf("  %s -> %s%s\n", r->targets[b].name, r->targets[b].path,
+		       r->targets[b].created ? " (created)" : "");
+}
+
+/*
+ * After an interrupt, what the library added to its "interrupted" about
+ * the targets (created ones are removed; "; target 'x' was partly written").
+ */
+static const char *interrupted_left(const struct mrs_error *err)
+{
+	static const char word[] = "interrupted";
+
+	return strncmp(err->msg, word, sizeof(word) - 1) ? "" : err->msg + sizeof(word) - 1;
 }
 
 int cmd_restore(int argc, char **argv)
@@ -119,7 +146,7 @@ int cmd_restore(int argc, char **argv)
 	cli_progress_done();
 	free(ram);
 	if (ret)
-		return cli_report_failure(ret, &err, "; the targets are incomplete");
+		return cli_report_failure(ret, &err, interrupted_left(&err));
 	if (c.json || !c.quiet)
 		print_report(argv[optind], &report, opts.verify, c.json);
 	mrs_restore_report_free(&report);

@@ -65,6 +65,8 @@ bool cli_check_image(const char *cmd, const char *image)
 static int fail_exit(const struct mrs_error *err)
 {
 	switch (err->code) {
+	case -MRS_EUSAGE: /* the library's word for a mistake in what it was asked */
+		return EXIT_USAGE;
 	case -EPROTO:  /* damaged or incomplete image */
 	case -EBADMSG: /* a page did not match its checksum */
 	case -ENOTSUP: /* a format version this mrsnap does not read */

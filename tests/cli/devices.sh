@@ -27,6 +27,13 @@ if command -v losetup >/dev/null && src=$(losetup -f --show "$(
 	LOOPS="$LOOPS $dst"
 	expect_rc 0 "$MRSNAP" snapshot --json "$T/dev.img" --ram pc.ram="$src"
 	grep -q '"pages_total": 4096' "$T/out" || fail "the block's size did not come from the device"
+	# A device the image records is never written unless named with --ram,
+	# --force or not: an untrusted image must not choose a device to clear.
+	for force in "" --force; do
+		expect_rc 3 "$MRSNAP" restore $force "$T/dev.img"
+		expect_err "the image records '$src' for block 'pc.ram', a block device"
+		expect_err "--ram pc.ram=$src"
+	done
 	expect_rc 0 "$MRSNAP" restore --verify "$T/dev.img" --ram pc.ram="$dst"
 	cmp -n $((16 << 20)) "$T/src.file" "$dst" || fail "a device target differs after restore"
 	# the device is larger than the block: the rest is left alone

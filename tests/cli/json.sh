@@ -75,7 +75,7 @@ SNAPSHOT='{"live": bool, "channels": int, "direct": bool, "blocks": list, "round
 INFO='{"format_version": int, "complete": bool, "live": bool, "created": str,
 	"created_unix_ns": int, "tool_version": str, "image_size_bytes": int,
 	"disk_usage_bytes": int, "blocks": list, "rounds": list}'
-RESTORE='{"channels": int, "verified": bool, "blocks": list, "pages_total": int,
+RESTORE='{"channels": int, "verified": bool, "blocks": list, "targets": list, "pages_total": int,
 	"pages_read": int, "read_bytes": int, "duration_seconds": float}'
 VERIFY='{"channels": int, "pages_checked": int, "pages_bad": int, "read_bytes": int,
 	"duration_seconds": float, "bad_pages": list}'

@@ -3,7 +3,8 @@
  * The engines under injected faults: whatever fails, save leaves no image
  * (and no temporary file), restore reports the failure, and the messages
  * name what failed. Faults come in through -Wl,--wrap= on pwrite, fsync,
- * rename, renameat2 and link, and through mrs_chan_test_hooks.
+ * rename, renameat2, link and io_uring_queue_init, and through
+ * mrs_chan_test_hooks.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 #include "helpers.h"
 #include "channel.h"
@@ -35,6 +38,12 @@ int __real_renameat2(int da, const char *a, int db, const char *b, unsigned flag
 int __wrap_renameat2(int da, const char *a, int db, const char *b, unsigned flags);
 int __real_link(const char *a, const char *b);
 int __wrap_link(const char *a, const char *b);
+int __real_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
+int __wrap_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
+
+/* io_uring_queue_init (a channel being set up): fail with ring_err; run at_ring_setup first. */
+static int ring_err;
+static void (*at_ring_setup)(void);
 
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
@@ -87,6 +96,19 @@ int __wrap_link(const char *a, const char *b)
 	return __real_link(a, b);
 }
 
+int __wrap_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
+{
+	if (at_ring_setup) {
+		void (*once)(void) = at_ring_setup;
+
+		at_ring_setup = NULL;
+		once();
+	}
+	if (ring_err)
+		return -ring_err;
+	return __real_io_uring_queue_init(entries, ring, flags);
+}
+
 /* ---- fixture ------------------------------------------------------------- */
 
 struct fix {
@@ -119,7 +141,8 @@ static int setup(void **state)
 	pwrite_ok = -1;
 	pwrite_err = ENOSPC;
 	pwrite_calls = 0;
-	fsync_err = rename_err = fsync_dir_err = 0;
+	fsync_err = rename_err = fsync_dir_err = ring_err = 0;
+	at_ring_setup = NULL;
 	mrs_chan_test_hooks = NULL;
 	*state = f;
 	return 0;
@@ -213,6 +236,48 @@ static void test_save_rename_fails(void **state)
 	assert_nothing_left(f);
 }
 
+/* A file of len bytes that depend on seed. */
+static void write_file(const char *path, size_t len, uint64_t seed)
+{
+	uint8_t *buf = malloc(len);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_non_null(buf);
+	assert_true(fd >= 0);
+	mrs_test_fill(buf, len, seed);
+	assert_int_equal(__real_pwrite(fd, buf, len, 0), (ssize_t)len);
+	close(fd);
+	free(buf);
+}
+
+/* The whole of a file, in memory. */
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	struct stat st;
+	uint8_t *buf;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	*len = (size_t)st.st_size;
+	buf = malloc(*len ? *len : 1);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, *len, 0), (ssize_t)*len);
+	close(fd);
+	return buf;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+	size_t la, lb;
+	uint8_t *x = read_file(a, &la), *y = read_file(b, &lb);
+
+	if (la != lb || memcmp(x, y, la))
+		fail_msg("'%s' and '%s' differ", a, b);
+	free(x);
+	free(y);
+}
+
 /* EIO on the nth image read of channel 0. */
 static atomic_int reads_seen;
 static int eio_on_read(void *ctx, unsigned channel, const struct mrs_io *io, int res)
@@ -236,6 +301,15 @@ static void test_restore_eio(void **state)
 	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), -EIO);
 	assert_msg_has(&err, "channel 0: read of block 'pc.ram' at offset 0x");
 	assert_msg_has(&err, "Input/output error");
+	/* The target it created is gone again (a build that left it failed here). */
+	assert_int_equal(access(f->target, F_OK), -1);
+	/* One that existed stays, and the message says it was written to. */
+	write_file(f->target, 1 << 20, 99);
+	reads_seen = 0;
+	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), -EIO);
+	assert_msg_has(&err, "target '");
+	assert_msg_has(&err, "' was partly written");
+	assert_int_equal(access(f->target, F_OK), 0);
 	/* The image itself is untouched: it verifies. */
 	mrs_chan_test_hooks = NULL;
 	assert_int_equal(mrs_verify(f->image, NULL, NULL, &err), 0);
@@ -323,6 +397,132 @@ static void test_save_refuses_unusable_path(void **state)
 	free(slash);
 }
 
+/*
+ * Restore must fail when making a target durable fails: a build without the
+ * final flush of the targets, or one that ignored its error, passed every
+ * other test. The image is only read, so every fsync here is a target's.
+ */
+static void test_restore_flush_fails(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_ram t = {"pc.ram", f->target, 0};
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	fsync_err = EIO;
+	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), -EIO);
+	assert_msg_has(&err, "cannot flush target '");
+	assert_msg_has(&err, "Input/output error");
+	/* What it created is removed, flushed or not. */
+	assert_int_equal(access(f->target, F_OK), -1);
+	fsync_err = 0;
+	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), 0);
+	assert_same_file(f->ram, f->target);
+}
+
+/*
+ * A channel that cannot be set up (here: no io_uring) fails the restore
+ * before any target is touched. The old engine cut and zeroed the targets
+ * first and opened the channels after, so this left a target of zeros.
+ */
+static void test_restore_channel_setup_fails_before_targets(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_ram t = {"pc.ram", f->target, 0};
+	struct mrs_error err = {0};
+	char *before, *missing;
+
+	assert_true(asprintf(&before, "%s/target.before", f->dir) > 0);
+	assert_true(asprintf(&missing, "%s/missing", f->dir) > 0);
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	write_file(f->target, 3 << 20, 42);
+	write_file(before, 3 << 20, 42);
+	ring_err = ENOSYS;
+	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), -ENOSYS);
+	assert_msg_has(&err, "io_uring is not available");
+	assert_same_file(before, f->target);
+	/* Nor is a missing target created. */
+	t.path = missing;
+	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), -ENOSYS);
+	assert_int_equal(access(missing, F_OK), -1);
+	unlink(before);
+	free(before);
+	free(missing);
+}
+
+/* Put another image where the one being restored was (a concurrent snapshot --force). */
+static char *swap_from, *swap_to;
+static void swap_image(void)
+{
+	assert_int_equal(__real_rename(swap_from, swap_to), 0);
+}
+
+/*
+ * The channels read the image that was validated, not what its name points
+ * to by the time they start: channels that reopened the image by name
+ * loaded the replacement's pages under the first image's metadata.
+ */
+static void test_restore_reads_the_validated_image(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_ram big, other;
+	struct mrs_ram t = {"pc.ram", f->target, 0};
+	struct mrs_error err = {0};
+	char *big_ram, *other_ram, *other_img;
+
+	/* 24 MiB: three jobs, so the second channel loads pages too. */
+	assert_true(asprintf(&big_ram, "%s/big.ram", f->dir) > 0);
+	assert_true(asprintf(&other_ram, "%s/other.ram", f->dir) > 0);
+	assert_true(asprintf(&other_img, "%s/other.img", f->dir) > 0);
+	write_file(big_ram, 24 << 20, 5);
+	write_file(other_ram, 24 << 20, 6);
+	big = (struct mrs_ram){"pc.ram", big_ram, 0};
+	other = (struct mrs_ram){"pc.ram", other_ram, 0};
+	assert_int_equal(mrs_save(f->image, &big, 1, &o, NULL, NULL), 0);
+	assert_int_equal(mrs_save(other_img, &other, 1, &o, NULL, NULL), 0);
+	swap_from = other_img;
+	swap_to = f->image;
+	at_ring_setup = swap_image;
+	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), 0);
+	assert_null(at_ring_setup); /* the swap did happen, during channel setup */
+	assert_same_file(big_ram, f->target);
+	unlink(big_ram);
+	unlink(other_ram);
+	free(big_ram);
+	free(other_ram);
+	free(other_img);
+}
+
+/*
+ * A mistake in what the engines are asked is -MRS_EUSAGE, which the command
+ * maps to exit 2, whichever engine finds it; restore's were -ENOENT and
+ * -EINVAL (exit 3), and did not say which names the image has.
+ */
+static void test_usage_mistakes(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_ram twice[2] = {f->spec, f->spec};
+	struct mrs_ram t[2] = {{"pc.ram", f->target, 0}, {"pc.ram", f->target, 0}};
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_save(f->image, twice, 2, &o, NULL, &err), -MRS_EUSAGE);
+	assert_msg_has(&err, "block name 'pc.ram' is given twice");
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	assert_int_equal(mrs_restore(f->image, t, 2, NULL, NULL, &err), -MRS_EUSAGE);
+	assert_msg_has(&err, "block 'pc.ram' is given twice");
+	t[0].name = "vga";
+	assert_int_equal(mrs_restore(f->image, t, 1, NULL, NULL, &err), -MRS_EUSAGE);
+	assert_msg_has(&err, "the image has no block named 'vga' (it has: pc.ram)");
+	assert_int_equal(access(f->target, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -334,6 +534,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_restore_target_cannot_be_created, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_refuses_unusable_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_dir_sync_fails_after_rename, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restore_flush_fails, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restore_channel_setup_fails_before_targets, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_restore_reads_the_validated_image, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_usage_mistakes, setup, teardown),
 	};
 	if (!mrs_test_have_io_uring())
 		return TEST_SKIP;
