@@ -113,6 +113,14 @@ struct mrs_chan_hooks {
 	/* Sees each completion result and returns the one the channel acts on. */
 	int (*on_complete)(void *ctx, unsigned channel, const struct mrs_io *io, int res);
 	void *ctx;
+	/*
+	 * Before the channel hands its prepared requests to the kernel: 0 to
+	 * go ahead, or an error it takes as io_uring_submit's result, as if
+	 * the kernel had taken none of them.
+	 */
+	int (*before_flush)(void *ctx, unsigned channel);
+	/* Before it waits for completions: 0, or an error it takes as the wait's result. */
+	int (*before_wait)(void *ctx, unsigned channel);
 };
 
 struct mrs_chan_config {

@@ -347,6 +347,8 @@ static void submit(struct channel *ch, struct request *rq)
 		io_uring_prep_read(sqe, ch->fd, buf, rq->io.len, rq->io.offset);
 	io_uring_sqe_set_data(sqe, rq);
 	rq->busy = true;
+	rq->in_ring = true;
+	ch->unsent[(ch->unsent_head + ch->nunsent++) % ch->set->cfg.depth] = rq;
 	ch->inflight++;
 	ch->stats.requests++;
 }
@@ -444,6 +446,13 @@ static void finish(struct channel *ch, struct request *rq)
 	rq->busy = false;
 	ch->recs[rq->rec].outstanding--;
 	retire_jobs(ch);
+}
+
+void mrs_chan_drop(struct channel *ch, struct request *rq)
+{
+	rq->in_ring = false;
+	ch->inflight--;
+	finish(ch, rq);
 }
 
 /* Write one loaded run to its block's file (the store lock is held). */
@@ -553,6 +562,7 @@ void mrs_chan_complete(struct channel *ch, struct request *rq, int res)
 {
 	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
 
+	rq->in_ring = false;
 	ch->inflight--;
 	if (hooks && hooks->on_complete)
 		res = hooks->on_complete(hooks->ctx, ch->id, &rq->io, res);

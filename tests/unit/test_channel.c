@@ -332,7 +332,8 @@ static void run_ordering(bool sync_between_rounds, uint8_t *final_byte)
 {
 	static const uint64_t pages[] = {128};
 	struct slow_ch0 slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
-	struct mrs_chan_hooks hooks = {slow_before_submit, slow_on_complete, &slow};
+	struct mrs_chan_hooks hooks = {
+	    .before_submit = slow_before_submit, .on_complete = slow_on_complete, .ctx = &slow};
 	struct mrs_job job = {MRS_JOB_SAVE, 0, 0, 99, 1};
 	struct mrs_chan_config cfg;
 	struct mrs_chanset *cs;
@@ -544,7 +545,7 @@ static void test_injected_eio_stops_everything(void **state)
 {
 	static const uint64_t pages[] = {2048};
 	struct inject in = {.channel = 1, .nth = 3, .res = -EIO};
-	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
+	struct mrs_chan_hooks hooks = {.on_complete = inject_on_complete, .ctx = &in};
 	struct mrs_job job = {MRS_JOB_SAVE, 0, 0, 0, 16};
 	struct mrs_chan_config cfg;
 	struct mrs_chanset *cs;
@@ -593,7 +594,7 @@ static void test_injected_eio_on_read(void **state)
 {
 	static const uint64_t pages[] = {512};
 	struct inject in = {.channel = 0, .nth = 2, .res = -EIO, .which = IMAGE_READS};
-	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
+	struct mrs_chan_hooks hooks = {.on_complete = inject_on_complete, .ctx = &in};
 	struct mrs_chanset *cs;
 	struct mrs_error err = {0};
 	struct img im;
@@ -610,7 +611,7 @@ static void test_target_write_error(void **state)
 {
 	static const uint64_t pages[] = {256};
 	struct inject in = {.channel = 1, .nth = 1, .res = -ENOSPC, .which = TARGET_WRITES};
-	struct mrs_chan_hooks hooks = {NULL, inject_on_complete, &in};
+	struct mrs_chan_hooks hooks = {.on_complete = inject_on_complete, .ctx = &in};
 	struct mrs_chanset *cs;
 	struct mrs_error err = {0};
 	struct img im;
@@ -627,7 +628,7 @@ static void test_short_transfers_are_resubmitted(void **state)
 {
 	static const uint64_t pages[] = {1000};
 	struct inject in = {.channel = 99, .cut = 3 * 4096 + 100};
-	struct mrs_chan_hooks hooks = {cut_before_submit, NULL, &in};
+	struct mrs_chan_hooks hooks = {.before_submit = cut_before_submit, .ctx = &in};
 	struct mrs_chan_config cfg;
 	struct mrs_chanset *cs;
 	struct mrs_chan_stats st;
@@ -689,6 +690,129 @@ static void test_enospc_on_small_tmpfs(void **state)
 	img_free(&im);
 	assert_int_equal(umount(mnt), 0);
 	mrs_test_tmpdir_remove(mnt);
+}
+
+/*
+ * Failures of the ring itself (issue #10, item 15): a submit the kernel
+ * refuses, for now (-EAGAIN, -EBUSY) or for good, and a wait that fails.
+ * These used to hang: a refused submit was ignored, leaving the channel
+ * waiting for completions of requests the kernel never saw; a failed one
+ * or a failed wait left jobs counting requests that would never complete,
+ * so the channel never went idle and sync and close never returned. Each
+ * test runs under a watchdog, so that a hang fails it (SIGALRM ends the
+ * process) instead of stalling the suite; the bound is no timing
+ * threshold: these tests take well under a second when they pass.
+ * Seen failing (SIGALRM) with each of the old behaviours put back: -EAGAIN
+ * ignored, a failed submit leaving inflight counted, a failed wait setting
+ * inflight to 0 and dropping nothing.
+ */
+#define WATCHDOG_SECONDS 120
+
+struct ring_faults {
+	unsigned channel;
+	int flush_res, wait_res;     /* what to inject */
+	int flush_from, flush_count; /* from the nth flush on (1-based), this many times */
+	int wait_nth;
+	atomic_int flushes, waits, injected;
+};
+
+static int faulty_flush(void *ctx, unsigned channel)
+{
+	struct ring_faults *f = ctx;
+	int n;
+
+	if (channel != f->channel || !f->flush_res)
+		return 0;
+	n = atomic_fetch_add(&f->flushes, 1) + 1;
+	if (n < f->flush_from || n >= f->flush_from + f->flush_count)
+		return 0;
+	atomic_fetch_add(&f->injected, 1);
+	/* -EAGAIN, then -EBUSY: both mean "not now" */
+	return f->flush_res == -EAGAIN && n % 2 ? -EBUSY : f->flush_res;
+}
+
+static int faulty_wait(void *ctx, unsigned channel)
+{
+	struct ring_faults *f = ctx;
+
+	if (channel != f->channel || !f->wait_res)
+		return 0;
+	if (atomic_fetch_add(&f->waits, 1) + 1 != f->wait_nth)
+		return 0;
+	atomic_fetch_add(&f->injected, 1);
+	return f->wait_res;
+}
+
+/* Save 2048 pages through 2 channels with the given faults; the sync's result. */
+static int save_with_ring_faults(struct img *im, struct ring_faults *f, struct mrs_error *err)
+{
+	static const uint64_t pages[] = {2048};
+	struct mrs_chan_hooks hooks = {
+	    .ctx = f, .before_flush = faulty_flush, .before_wait = faulty_wait};
+	struct mrs_job job = {MRS_JOB_SAVE, 0, 0, 0, 16};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	int ret;
+
+	img_init(im, NULL, 1, pages, 4096);
+	cfg = config(im, 2, true);
+	cfg.depth = 8;
+	cfg.max_request = 4 * 4096; /* many requests, so faults land in the middle */
+	cfg.hooks = &hooks;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im->blocks, 1, err), 0);
+	queue_all(cs, im, MRS_JOB_SAVE, 0, 16);
+	ret = mrs_chanset_sync(cs, err);
+	if (ret) { /* the set stays stopped */
+		struct mrs_error again = {0};
+
+		assert_int_equal(mrs_chanset_queue(cs, 0, &job, &again), ret);
+	}
+	mrs_chanset_close(cs);
+	return ret;
+}
+
+static void test_submit_eagain_ebusy_are_retried(void **state)
+{
+	struct ring_faults f = {
+	    .channel = 0, .flush_res = -EAGAIN, .flush_from = 1, .flush_count = 12};
+	struct mrs_error err = {0};
+	struct img im;
+
+	alarm(WATCHDOG_SECONDS);
+	if (save_with_ring_faults(&im, &f, &err))
+		fail_msg("%s", err.msg);
+	alarm(0);
+	assert_int_equal(atomic_load(&f.injected), 12);
+	check_image(&im);
+	img_free(&im);
+}
+
+static void test_submit_failure_stops_the_set(void **state)
+{
+	/* From the 4th flush on: by then requests are in flight, others not yet taken. */
+	struct ring_faults f = {
+	    .channel = 1, .flush_res = -EBADFD, .flush_from = 4, .flush_count = 1000000};
+	struct mrs_error err = {0};
+	struct img im;
+
+	alarm(WATCHDOG_SECONDS);
+	assert_int_equal(save_with_ring_faults(&im, &f, &err), -EBADFD);
+	alarm(0);
+	assert_msg_has(&err, "channel 1: cannot submit I/O: File descriptor in bad state");
+	img_free(&im);
+}
+
+static void test_wait_failure_stops_the_set(void **state)
+{
+	struct ring_faults f = {.channel = 0, .wait_res = -EFAULT, .wait_nth = 3};
+	struct mrs_error err = {0};
+	struct img im;
+
+	alarm(WATCHDOG_SECONDS);
+	assert_int_equal(save_with_ring_faults(&im, &f, &err), -EFAULT);
+	alarm(0);
+	assert_msg_has(&err, "channel 0: waiting for I/O: Bad address");
+	img_free(&im);
 }
 
 static void test_direct_io(void **state)
@@ -766,6 +890,9 @@ int main(void)
 	    cmocka_unit_test(test_target_write_error),
 	    cmocka_unit_test(test_short_transfers_are_resubmitted),
 	    cmocka_unit_test(test_enospc_on_small_tmpfs),
+	    cmocka_unit_test(test_submit_eagain_ebusy_are_retried),
+	    cmocka_unit_test(test_submit_failure_stops_the_set),
+	    cmocka_unit_test(test_wait_failure_stops_the_set),
 	    cmocka_unit_test(test_direct_io),
 	    cmocka_unit_test(test_bad_config),
 	};

@@ -216,7 +216,7 @@ static int eio_on_read(void *ctx, unsigned channel, const struct mrs_io *io, int
 
 static void test_restore_eio(void **state)
 {
-	static const struct mrs_chan_hooks hooks = {NULL, eio_on_read, NULL};
+	static const struct mrs_chan_hooks hooks = {.on_complete = eio_on_read};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
 	struct mrs_restore_opts ro = {.io = {.channels = 2}};
