@@ -39,6 +39,7 @@
 /* One RAM block as channels see it. */
 struct mrs_chan_block {
 	const char *name;
+	const char *path; /* of its RAM file, for messages; NULL for verify */
 	/*
 	 * The block's RAM as a file: save reads pages from it, load writes
 	 * them to it at page * page_size; -1 for verify. Channels never map

@@ -21,6 +21,12 @@ enum built {
 	DONE,	 /* the job has no more pages to move */
 };
 
+/* The block's RAM file, as messages name it. */
+static const char *ram_path(const struct mrs_chan_block *b)
+{
+	return b->path ? b->path : "(none)";
+}
+
 /* ---- buffers ------------------------------------------------------------ */
 
 static uint8_t *slot_ptr(const struct channel *ch, unsigned slot)
@@ -99,9 +105,9 @@ static void punch_page(struct channel *ch, const struct mrs_chan_block *b, uint6
 		      (off_t)b->page_size) &&
 	    errno != EOPNOTSUPP)
 		mrs_chan_fail(ch->set, -errno,
-			      "channel %u: cannot punch out page %" PRIu64
-			      " of block '%s' at offset 0x%" PRIx64 ": %s",
-			      ch->id, page, b->name, off, strerror(errno));
+			      "channel %u: cannot punch a hole in image '%s' at offset 0x%" PRIx64
+			      " (block '%s', page 0x%" PRIx64 "): %s",
+			      ch->id, ch->set->cfg.path, off, b->name, page, strerror(errno));
 	ch->stats.pages_zeroed++;
 }
 
@@ -197,11 +203,12 @@ static enum built read_chunk(struct channel *ch)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			mrs_chan_fail(
-			    ch->set, r < 0 ? -errno : -ENODATA,
-			    "channel %u: cannot read block '%s' at offset 0x%" PRIx64 ": %s",
-			    ch->id, b->name, ch->cursor * b->page_size + got,
-			    r < 0 ? strerror(errno) : "the file is shorter than the block");
+			mrs_chan_fail(ch->set, r < 0 ? -errno : -ENODATA,
+				      "channel %u: read of RAM file '%s' at offset 0x%" PRIx64
+				      " (block '%s'): %s",
+				      ch->id, ram_path(b), ch->cursor * b->page_size + got, b->name,
+				      r < 0 ? strerror(errno)
+					    : "the file is shorter than the block");
 			put_slot(ch, slot);
 			return DONE;
 		}
@@ -421,22 +428,26 @@ static void check_pages(struct channel *ch, struct request *rq, bool fatal)
 	}
 }
 
+/*
+ * Name the file at fault and say whose offset it is: the image's (with the
+ * page it holds) or the guest RAM file's.
+ */
 static void io_fail(struct channel *ch, const struct request *rq, int res)
 {
-	const char *name = ch->set->blocks[rq->block].name;
+	const struct mrs_chan_block *b = &ch->set->blocks[rq->block];
 
 	if (rq->stage == STAGE_TARGET_WRITE)
-		mrs_chan_fail(
-		    ch->set, res,
-		    "channel %u: cannot write block '%s' to its target at offset 0x%" PRIx64
-		    " (%" PRIu32 " bytes): %s",
-		    ch->id, name, rq->io.offset, rq->io.len, strerror(-res));
+		mrs_chan_fail(ch->set, res,
+			      "channel %u: write to RAM file '%s' at offset 0x%" PRIx64
+			      " (block '%s'): %s",
+			      ch->id, ram_path(b), rq->io.offset, b->name, strerror(-res));
 	else
 		mrs_chan_fail(ch->set, res,
-			      "channel %u: %s of block '%s' at offset 0x%" PRIx64 " (%" PRIu32
-			      " bytes): %s",
-			      ch->id, rq->io.write ? "write" : "read", name, rq->io.offset,
-			      rq->io.len, strerror(-res));
+			      "channel %u: %s image '%s' at offset 0x%" PRIx64
+			      " (block '%s', page 0x%" PRIx64 "): %s",
+			      ch->id, rq->io.write ? "write to" : "read of", ch->set->cfg.path,
+			      rq->io.offset, b->name,
+			      (rq->io.offset - b->pages_offset) / b->page_size, strerror(-res));
 }
 
 /* The request is over, one way or another. */

@@ -80,6 +80,8 @@ static void img_init(struct img *im, const char *dir, uint32_t n, const uint64_t
 		struct mrs_chan_block *cb = &im->blocks[b];
 
 		cb->name = strdup(bh[b].name);
+		/* Only messages use it: a label for the memfd. */
+		assert_true(asprintf((char **)&cb->path, "%s.mem", bh[b].name) > 0);
 		cb->page_size = page_size;
 		cb->page_count = pages[b];
 		cb->pages_offset = bh[b].pages_offset;
@@ -96,6 +98,7 @@ static void img_free(struct img *im)
 {
 	for (uint32_t b = 0; b < im->n; b++) {
 		free((char *)im->blocks[b].name);
+		free((char *)im->blocks[b].path);
 		munmap(im->mem[b], im->mem_len[b]);
 		if (im->blocks[b].fd >= 0)
 			close(im->blocks[b].fd);
@@ -558,8 +561,12 @@ static void test_injected_eio_stops_everything(void **state)
 	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
 	queue_all(cs, &im, MRS_JOB_SAVE, 0, 16);
 	assert_int_equal(mrs_chanset_sync(cs, &err), -EIO);
-	assert_msg_has(&err, "channel 1: write of block 'ram0' at offset 0x");
-	assert_msg_has(&err, "Input/output error");
+	/* The file and whose offset: the image's, with the block and page there. */
+	assert_msg_has(&err, "channel 1: write to image '");
+	assert_msg_has(&err, im.path);
+	assert_msg_has(&err, "' at offset 0x");
+	assert_msg_has(&err, "(block 'ram0', page 0x");
+	assert_msg_has(&err, "): Input/output error");
 	/* The set stays stopped: nothing new is taken. */
 	memset(&err, 0, sizeof(err));
 	assert_int_equal(mrs_chanset_queue(cs, 0, &job, &err), -EIO);
@@ -601,7 +608,9 @@ static void test_injected_eio_on_read(void **state)
 
 	cs = save_then_load(&im, pages, &hooks);
 	assert_int_equal(mrs_chanset_sync(cs, &err), -EIO);
-	assert_msg_has(&err, "channel 0: read of block 'ram0' at offset 0x");
+	assert_msg_has(&err, "channel 0: read of image '");
+	assert_msg_has(&err, im.path);
+	assert_msg_has(&err, "(block 'ram0', page 0x");
 	mrs_chanset_close(cs);
 	img_free(&im);
 }
@@ -618,8 +627,37 @@ static void test_target_write_error(void **state)
 
 	cs = save_then_load(&im, pages, &hooks);
 	assert_int_equal(mrs_chanset_sync(cs, &err), -ENOSPC);
-	assert_msg_has(&err, "channel 1: cannot write block 'ram0' to its target at offset 0x");
-	assert_msg_has(&err, "No space left on device");
+	/* The guest's RAM file at an offset in it, not an image offset. */
+	assert_msg_has(&err, "channel 1: write to RAM file 'ram0.mem' at offset 0x");
+	assert_msg_has(&err, "(block 'ram0'): No space left on device");
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+/*
+ * A RAM file shorter than its block: the message names the RAM file and an
+ * offset in it (issue #10, item 20: it used to name only the block).
+ */
+static void test_ram_read_error_names_the_ram_file(void **state)
+{
+	static const uint64_t pages[] = {64};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	assert_int_equal(ftruncate(im.blocks[0].fd, 40 * 4096), 0);
+	munmap(im.mem[0], im.mem_len[0]);
+	im.mem_len[0] = 40 * 4096;
+	im.mem[0] = mmap(NULL, im.mem_len[0], PROT_READ, MAP_SHARED, im.blocks[0].fd, 0);
+	assert_true(im.mem[0] != MAP_FAILED);
+	cfg = config(&im, 1, true);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_SAVE, 0, 64);
+	assert_int_equal(mrs_chanset_sync(cs, &err), -ENODATA);
+	assert_msg_has(&err, "channel 0: read of RAM file 'ram0.mem' at offset 0x28000 "
+			     "(block 'ram0'): the file is shorter than the block");
 	mrs_chanset_close(cs);
 	img_free(&im);
 }
@@ -684,7 +722,8 @@ static void test_enospc_on_small_tmpfs(void **state)
 	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
 	queue_all(cs, &im, MRS_JOB_SAVE, 0, 64);
 	assert_int_equal(mrs_chanset_sync(cs, &err), -ENOSPC);
-	assert_msg_has(&err, "write of block 'ram0' at offset 0x");
+	assert_msg_has(&err, "write to image '");
+	assert_msg_has(&err, "(block 'ram0', page 0x");
 	assert_msg_has(&err, "No space left on device");
 	mrs_chanset_close(cs);
 	img_free(&im);
@@ -888,6 +927,7 @@ int main(void)
 	    cmocka_unit_test(test_injected_eio_stops_everything),
 	    cmocka_unit_test(test_injected_eio_on_read),
 	    cmocka_unit_test(test_target_write_error),
+	    cmocka_unit_test(test_ram_read_error_names_the_ram_file),
 	    cmocka_unit_test(test_short_transfers_are_resubmitted),
 	    cmocka_unit_test(test_enospc_on_small_tmpfs),
 	    cmocka_unit_test(test_submit_eagain_ebusy_are_retried),

@@ -226,11 +226,41 @@ static void test_restore_eio(void **state)
 	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
 	mrs_chan_test_hooks = &hooks;
 	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), -EIO);
-	assert_msg_has(&err, "channel 0: read of block 'pc.ram' at offset 0x");
+	assert_msg_has(&err, "channel 0: read of image '");
+	assert_msg_has(&err, f->image);
+	assert_msg_has(&err, "(block 'pc.ram', page 0x");
 	assert_msg_has(&err, "Input/output error");
 	/* The image itself is untouched: it verifies. */
 	mrs_chan_test_hooks = NULL;
 	assert_int_equal(mrs_verify(f->image, NULL, NULL, &err), 0);
+}
+
+/* ENOSPC on the nth write to a restore target. */
+static atomic_int target_writes;
+static int enospc_on_target(void *ctx, unsigned channel, const struct mrs_io *io, int res)
+{
+	if (io->target && atomic_fetch_add(&target_writes, 1) == 1)
+		return -ENOSPC;
+	return res;
+}
+
+/* The message names the target (the guest's RAM file), not the image. */
+static void test_restore_target_write_error_names_it(void **state)
+{
+	static const struct mrs_chan_hooks hooks = {.on_complete = enospc_on_target};
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_ram t = {"pc.ram", f->target, 0};
+	struct mrs_error err = {0};
+	char want[4200];
+
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	mrs_chan_test_hooks = &hooks;
+	assert_int_equal(mrs_restore(f->image, &t, 1, &ro, NULL, &err), -ENOSPC);
+	snprintf(want, sizeof(want), "write to RAM file '%s' at offset 0x", f->target);
+	assert_msg_has(&err, want);
+	assert_msg_has(&err, "(block 'pc.ram'): No space left on device");
 }
 
 static void test_restore_target_cannot_be_created(void **state)
@@ -253,6 +283,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_save_fsync_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_rename_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_eio, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restore_target_write_error_names_it, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_target_cannot_be_created, setup, teardown),
 	};
 	if (!mrs_test_have_io_uring())
