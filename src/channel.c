@@ -601,6 +601,8 @@ int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err)
 		pthread_cond_wait(&cs->acked, &cs->lock);
 	pthread_mutex_unlock(&cs->lock);
 	cs->syncs++;
+	if (cs->cfg.hooks && cs->cfg.hooks->on_sync)
+		cs->cfg.hooks->on_sync(cs->cfg.hooks->ctx);
 	if (atomic_load(&cs->failed))
 		return stopped(cs, err);
 	return 0;

@@ -107,7 +107,7 @@ struct mrs_io {
 
 /*
  * Fault injection for tests: production code passes none. Hooks run in the
- * channel's thread.
+ * channel's thread, but for on_sync.
  */
 struct mrs_chan_hooks {
 	void (*before_submit)(void *ctx, unsigned channel, struct mrs_io *io);
@@ -122,6 +122,8 @@ struct mrs_chan_hooks {
 	int (*before_flush)(void *ctx, unsigned channel);
 	/* Before it waits for completions: 0, or an error it takes as the wait's result. */
 	int (*before_wait)(void *ctx, unsigned channel);
+	/* In the caller's thread, as mrs_chanset_sync returns: how tests count an engine's syncs. */
+	void (*on_sync)(void *ctx);
 };
 
 struct mrs_chan_config {

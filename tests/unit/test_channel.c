@@ -19,6 +19,7 @@
 #include "helpers.h"
 #include "channel.h"
 #include "format.h"
+#include "pass.h"
 
 #define MAXB 4
 
@@ -386,6 +387,59 @@ static void test_ordering_without_sync_keeps_stale_bytes(void **state)
 	assert_int_equal(byte, 'A'); /* what the sync above prevents */
 }
 
+/*
+ * The same order through the engines' own path, mrs_pass_run (issue #10: a
+ * build without the wait between rounds passed every restore comparison).
+ * One job per round: round 0's goes to channel 0, round 1's to channel 1
+ * (the least busy, searched from the one after the last used). Channel 0
+ * holds its write of round 0 until channel 1 has written, or for 300 ms.
+ * With the pass waiting for its jobs before it returns, round 1 starts only
+ * after round 0 landed and the image keeps round 1's bytes; seen failing
+ * (the image kept round 0's stale bytes) with the wait and the sync taken
+ * out of mrs_pass_run.
+ */
+static void test_pass_rounds_stay_ordered(void **state)
+{
+	static const uint64_t pages[] = {64};
+	struct slow_ch0 slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+	struct mrs_chan_hooks hooks = {
+	    .before_submit = slow_before_submit, .on_complete = slow_on_complete, .ctx = &slow};
+	struct mrs_io_opts io = {.progress_ms = 1000};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	struct img im;
+	uint8_t byte;
+
+	img_init(&im, NULL, 1, pages, 4096);
+	for (uint64_t i = 0; i < 64; i++)
+		memset(im.mem[0] + i * 4096, 'A', 4096);
+	cfg = config(&im, 2, true);
+	cfg.hooks = &hooks;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	struct mrs_pass pass = {cs, im.blocks, 1, MRS_JOB_SAVE, 0, "round 0", &io, 2};
+
+	assert_int_equal(mrs_pass_run(&pass, &err), 0);
+	/* Change memory only once channel 0 has its copy of round 0. */
+	pthread_mutex_lock(&slow.lock);
+	while (!slow.ch0_built)
+		pthread_cond_wait(&slow.cond, &slow.lock);
+	pthread_mutex_unlock(&slow.lock);
+	for (uint64_t i = 0; i < 64; i++)
+		memset(im.mem[0] + i * 4096, 'B', 4096);
+	pass.flags = MRS_JOB_CHANGED_ONLY;
+	pass.phase = "round 1";
+	assert_int_equal(mrs_pass_run(&pass, &err), 0);
+	mrs_chanset_close(cs);
+	for (uint64_t i = 0; i < 64; i++) {
+		assert_int_equal(
+		    pread(im.fd, &byte, 1, (off_t)(im.blocks[0].pages_offset + i * 4096)), 1);
+		if (byte != 'B')
+			fail_msg("page %lu of the image kept round 0's bytes", (unsigned long)i);
+	}
+	img_free(&im);
+}
+
 /* Save an image, then load it back into fresh memory in random order. */
 static void test_restore_random_order_syncs_once(void **state)
 {
@@ -426,7 +480,6 @@ static void test_restore_random_order_syncs_once(void **state)
 		assert_int_equal(mrs_chanset_queue(cs, (unsigned)rand() % 4, &jobs[i], &err), 0);
 	if (mrs_chanset_sync(cs, &err))
 		fail_msg("%s", err.msg);
-	assert_int_equal(mrs_chanset_syncs(cs), 1); /* the only wait */
 	mrs_chanset_close(cs);
 	for (uint32_t b = 0; b < 3; b++) {
 		/* Absent (zero) pages are not read: they keep what the target had. */
@@ -485,6 +538,65 @@ static void test_verify_reports_each_bad_page(void **state)
 	assert_true(bad[0].actual != bad[0].expected);
 	assert_int_equal(st.pages_read, 160 + 40);
 	assert_int_equal(st.pages_bad, 1);
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+/*
+ * Verify reports every bad page, whichever channel found it, and the last
+ * page of blocks whose page counts are no multiple of the run size (issue
+ * #10: a build that kept only channel 0's bad pages, or skipped a block's
+ * last run, passed). Runs are 16 pages; jobs of 125 pages go to channels in
+ * turn, so each of the 4 channels finds bad pages. Seen failing with
+ * record_bad_page() keeping only channel 0's, and with build_read() dropping
+ * the run that reaches a block's end.
+ */
+static void test_verify_reports_bad_pages_of_every_channel(void **state)
+{
+	static const uint64_t pages[] = {1000, 77};
+	/* block, page: one in a job of each channel, and each block's last page */
+	static const struct {
+		uint32_t b;
+		uint64_t page;
+	} corrupt[] = {{0, 11}, {0, 131}, {0, 261}, {0, 391}, {0, 999}, {1, 76}};
+	const size_t ncorrupt = sizeof(corrupt) / sizeof(corrupt[0]);
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+	const struct mrs_bad_page *bad;
+	unsigned channel = 0;
+	size_t nbad;
+	struct img im;
+
+	img_init(&im, NULL, 2, pages, 4096);
+	cfg = config(&im, 2, true);
+	save_all(&im, &cfg, 0, NULL);
+	for (size_t i = 0; i < ncorrupt; i++) {
+		assert_int_equal(im.blocks[corrupt[i].b].present[corrupt[i].page], 1);
+		corrupt_page(&im, corrupt[i].b, corrupt[i].page, 100);
+	}
+	cfg = config(&im, 4, false);
+	cfg.max_request = 16 * 4096;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 2, &err), 0);
+	for (uint32_t b = 0; b < 2; b++)
+		for (uint64_t p = 0; p < pages[b]; p += 125) {
+			struct mrs_job job = {MRS_JOB_VERIFY, 0, b, p,
+					      pages[b] - p < 125 ? pages[b] - p : 125};
+
+			assert_int_equal(mrs_chanset_queue(cs, channel++ % 4, &job, &err), 0);
+		}
+	assert_int_equal(mrs_chanset_sync(cs, &err), 0);
+	bad = mrs_chanset_bad_pages(cs, &nbad);
+	for (size_t i = 0; i < ncorrupt; i++) {
+		size_t k = 0;
+
+		while (k < nbad && (bad[k].block != corrupt[i].b || bad[k].page != corrupt[i].page))
+			k++;
+		if (k == nbad)
+			fail_msg("bad page %lu of block %u was not reported",
+				 (unsigned long)corrupt[i].page, corrupt[i].b);
+	}
+	assert_int_equal(nbad, ncorrupt);
 	mrs_chanset_close(cs);
 	img_free(&im);
 }
@@ -921,8 +1033,10 @@ int main(void)
 	    cmocka_unit_test(test_sparse_file_holes_skipped),
 	    cmocka_unit_test(test_ordering_sync_between_rounds),
 	    cmocka_unit_test(test_ordering_without_sync_keeps_stale_bytes),
+	    cmocka_unit_test(test_pass_rounds_stay_ordered),
 	    cmocka_unit_test(test_restore_random_order_syncs_once),
 	    cmocka_unit_test(test_verify_reports_each_bad_page),
+	    cmocka_unit_test(test_verify_reports_bad_pages_of_every_channel),
 	    cmocka_unit_test(test_load_check_fails_on_mismatch),
 	    cmocka_unit_test(test_injected_eio_stops_everything),
 	    cmocka_unit_test(test_injected_eio_on_read),
