@@ -420,19 +420,24 @@ static int check_config(struct mrs_chan_config *cfg, struct mrs_error *err)
 	return 0;
 }
 
-/* Buffer size and count: one request or one large page each, within the budget. */
+/*
+ * Buffer size and count, within the budget: a channel's share of it holds
+ * its buffers, whatever the page size. A buffer holds one request, or one
+ * page larger than a request when such a page fits in the share; pages
+ * larger still (1 GiB hugetlbfs pages) are moved a buffer at a time.
+ */
 static void size_buffers(struct mrs_chanset *cs)
 {
-	size_t share;
+	size_t share = MRS_BUFFER_BUDGET / cs->cfg.channels;
+	size_t nslots;
 
-	cs->buf_size = cs->cfg.max_request;
+	cs->buf_size = cs->cfg.max_request < share ? cs->cfg.max_request : share;
+	cs->buf_size -= cs->buf_size % MRS_MIN_PAGE;
 	for (uint32_t i = 0; i < cs->nblocks; i++)
-		if (cs->blocks[i].page_size > cs->buf_size)
+		if (cs->blocks[i].page_size > cs->buf_size && cs->blocks[i].page_size <= share)
 			cs->buf_size = cs->blocks[i].page_size;
-	share = MRS_BUFFER_BUDGET / cs->cfg.channels / cs->buf_size;
-	cs->nslots = share < 4 ? 4 : share > cs->cfg.depth ? cs->cfg.depth : (unsigned)share;
-	if (cs->nslots > cs->cfg.depth)
-		cs->nslots = cs->cfg.depth;
+	nslots = share / cs->buf_size;
+	cs->nslots = nslots > cs->cfg.depth ? cs->cfg.depth : (unsigned)nslots;
 }
 
 int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg,
@@ -626,6 +631,11 @@ void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum)
 		sum->requests += s->requests;
 		sum->resubmits += s->resubmits;
 	}
+}
+
+size_t mrs_chanset_buffer_bytes(const struct mrs_chanset *cs)
+{
+	return cs->buf_size * cs->nslots * cs->nch;
 }
 
 uint64_t mrs_chanset_syncs(const struct mrs_chanset *cs)

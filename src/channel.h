@@ -32,7 +32,8 @@
 /*
  * Buffer memory of a whole channel set: every byte in flight sits in a
  * channel buffer, so this bounds memory use (and I/O in flight) whatever the
- * guest's size. Each channel gets an equal share, at least 4 buffers.
+ * guest's size or page size. Each channel gets an equal share; a page larger
+ * than a buffer (1 GiB hugetlbfs pages) is moved in buffer-sized pieces.
  */
 #define MRS_BUFFER_BUDGET (48u * 1024u * 1024u)
 
@@ -199,6 +200,8 @@ int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err);
 /* Counters and the number of syncs so far; call after a sync. */
 void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum);
 uint64_t mrs_chanset_syncs(const struct mrs_chanset *cs);
+/* Bytes of buffers the set holds, all channels: at most MRS_BUFFER_BUDGET. */
+size_t mrs_chanset_buffer_bytes(const struct mrs_chanset *cs);
 
 /* Pages that failed verification, in no particular order; valid until close. */
 const struct mrs_bad_page *mrs_chanset_bad_pages(const struct mrs_chanset *cs, size_t *count);

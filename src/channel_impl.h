@@ -119,7 +119,7 @@ struct mrs_chanset {
 	struct mrs_chan_config cfg;
 	struct mrs_chan_block *blocks;
 	uint32_t nblocks;
-	size_t buf_size; /* bytes of one buffer: a request, or one large page */
+	size_t buf_size; /* bytes of one buffer: a request, or one page, or a piece of one */
 	size_t buf_align;
 	unsigned nslots; /* buffers per channel */
 	/*

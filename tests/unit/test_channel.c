@@ -56,8 +56,9 @@ static void fill_page(uint8_t *p, uint64_t len, uint32_t b, uint64_t i, uint64_t
 		mrs_test_fill(p, len, ((uint64_t)b << 40) ^ (i << 8) ^ gen);
 }
 
-static void img_init(struct img *im, const char *dir, uint32_t n, const uint64_t *pages,
-		     uint64_t page_size)
+/* The image and blocks as img_init makes them, but with RAM left as holes (zero). */
+static void img_init_holes(struct img *im, const char *dir, uint32_t n, const uint64_t *pages,
+			   uint64_t page_size)
 {
 	struct mrs_block_header bh[MAXB] = {0};
 	struct mrs_error err = {0};
@@ -90,9 +91,16 @@ static void img_init(struct img *im, const char *dir, uint32_t n, const uint64_t
 		im->mem[b] = make_ram(im->mem_len[b], &cb->fd);
 		cb->hashes = calloc(pages[b], sizeof(uint64_t));
 		cb->present = calloc(pages[b], 1);
+	}
+}
+
+static void img_init(struct img *im, const char *dir, uint32_t n, const uint64_t *pages,
+		     uint64_t page_size)
+{
+	img_init_holes(im, dir, n, pages, page_size);
+	for (uint32_t b = 0; b < n; b++)
 		for (uint64_t i = 0; i < pages[b]; i++)
 			fill_page(im->mem[b] + i * page_size, page_size, b, i, 0);
-	}
 }
 
 static void img_free(struct img *im)
@@ -220,6 +228,142 @@ static void test_save_huge_pages(void **state)
 	save_all(&im, &cfg, 0, &st);
 	check_image(&im);
 	assert_int_equal(st.requests, 8 + 2);
+	img_free(&im);
+}
+
+static void corrupt_page(struct img *im, uint32_t b, uint64_t page, uint64_t at);
+
+/*
+ * Pages larger than a channel's share of MRS_BUFFER_BUDGET (issue #10, item
+ * 16): each channel used to take at least 4 buffers of a page, 4 GiB each
+ * with 1 GiB pages. Now the set's buffers stay within the budget and such
+ * pages move in buffer-sized pieces, hashed as one page. Here 16 channels
+ * have 3 MiB each, less than a 4 MiB page: save, a changed-only round,
+ * verify and load all go through the pieces. Seen failing with the old
+ * buffer sizing (the budget assertion).
+ */
+static void test_pages_larger_than_a_buffer(void **state)
+{
+	static const uint64_t pages[] = {10};
+	const uint64_t ps = 4u << 20;
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_chan_stats st;
+	struct mrs_error err = {0};
+	const struct mrs_bad_page *bad;
+	size_t nbad;
+	uint8_t *orig;
+	struct img im;
+
+	img_init(&im, NULL, 1, pages, ps);
+	cfg = config(&im, 16, true);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	assert_true(mrs_chanset_buffer_bytes(cs) <= MRS_BUFFER_BUDGET);
+	mrs_chanset_close(cs);
+	save_all(&im, &cfg, 0, &st);
+	check_image(&im);
+	assert_int_equal(st.pages_written, 8);
+	fill_page(im.mem[0] + 3 * ps, ps, 0, 3, 7);
+	save_all(&im, &cfg, MRS_JOB_CHANGED_ONLY, &st);
+	check_image(&im);
+	assert_int_equal(st.pages_written, 1);
+	assert_int_equal(st.bytes_written, ps);
+
+	/* Load it back, checking hashes, into RAM that was cleared. */
+	orig = malloc(im.mem_len[0]);
+	memcpy(orig, im.mem[0], im.mem_len[0]);
+	memset(im.mem[0], 0, im.mem_len[0]);
+	cfg.writable = false;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_LOAD, MRS_JOB_CHECK, 1);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	mrs_chanset_close(cs);
+	assert_memory_equal(im.mem[0], orig, im.mem_len[0]);
+	free(orig);
+
+	/* A bad last byte of a page: verify reports it, a checked load fails. */
+	corrupt_page(&im, 0, 7, ps - 1);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_VERIFY, 0, 1);
+	assert_int_equal(mrs_chanset_sync(cs, &err), 0);
+	bad = mrs_chanset_bad_pages(cs, &nbad);
+	assert_int_equal(nbad, 1);
+	assert_int_equal(bad[0].page, 7);
+	mrs_chanset_close(cs);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	queue_all(cs, &im, MRS_JOB_LOAD, MRS_JOB_CHECK, 1);
+	assert_int_equal(mrs_chanset_sync(cs, &err), -EBADMSG);
+	assert_msg_has(&err, "block 'ram0': page 7 (guest offset 0x1c00000) does not match");
+	mrs_chanset_close(cs);
+	img_free(&im);
+}
+
+/*
+ * 1 GiB pages, as on hugetlbfs with 1 GiB pages (to the channels a page
+ * size is just a number): RAM and image are sparse files, so only the few
+ * bytes written below take room. The buffers stay within the budget (the
+ * old sizing took 4 GiB a channel), the image gets the page's bytes and
+ * keeps its holes, and verify checks the whole page's hash, its last
+ * byte included.
+ */
+static void test_gib_pages_stay_within_the_budget(void **state)
+{
+	static const uint64_t pages[] = {2};
+	const uint64_t ps = 1u << 30;
+	static const uint64_t at[] = {0, (512u << 20) + 12345, (1u << 30) - 4096};
+	struct mrs_chan_config cfg;
+	struct mrs_chanset *cs;
+	struct mrs_chan_stats st;
+	struct mrs_error err = {0};
+	const struct mrs_bad_page *bad;
+	uint8_t data[4096], got[4096];
+	size_t nbad;
+	struct img im;
+
+	img_init_holes(&im, NULL, 1, pages, ps);
+	im.blocks[0].sparse = true; /* a memfd: holes are found with SEEK_DATA */
+	for (unsigned i = 0; i < 3; i++) {
+		mrs_test_fill(data, sizeof(data), i + 1);
+		assert_int_equal(pwrite(im.blocks[0].fd, data, sizeof(data), (off_t)at[i]),
+				 (ssize_t)sizeof(data));
+	}
+	cfg = config(&im, 2, true);
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+	assert_true(mrs_chanset_buffer_bytes(cs) <= MRS_BUFFER_BUDGET);
+	queue_all(cs, &im, MRS_JOB_SAVE, 0, 1);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	mrs_chanset_stats(cs, &st);
+	mrs_chanset_close(cs);
+	assert_int_equal(st.pages_written, 1);
+	assert_int_equal(im.blocks[0].present[0], 1);
+	assert_int_equal(im.blocks[0].present[1], 0);
+	/* Only the pieces with data were written: the rest stayed holes. */
+	assert_true(st.bytes_written <= 3 * MRS_REQUEST_DEFAULT);
+	for (unsigned i = 0; i < 3; i++) {
+		mrs_test_fill(data, sizeof(data), i + 1);
+		assert_int_equal(
+		    pread(im.fd, got, sizeof(got), (off_t)(im.blocks[0].pages_offset + at[i])),
+		    (ssize_t)sizeof(got));
+		assert_memory_equal(got, data, sizeof(data));
+	}
+
+	cfg.writable = false;
+	for (int corrupted = 0; corrupted < 2; corrupted++) {
+		if (corrupted)
+			corrupt_page(&im, 0, 0, ps - 1);
+		assert_int_equal(mrs_chanset_open(&cs, &cfg, im.blocks, 1, &err), 0);
+		queue_all(cs, &im, MRS_JOB_VERIFY, 0, 1);
+		assert_int_equal(mrs_chanset_sync(cs, &err), 0);
+		mrs_chanset_stats(cs, &st);
+		bad = mrs_chanset_bad_pages(cs, &nbad);
+		assert_int_equal(st.pages_read, 1);
+		assert_int_equal(nbad, (size_t)corrupted);
+		if (corrupted)
+			assert_int_equal(bad[0].page, 0);
+		mrs_chanset_close(cs);
+	}
 	img_free(&im);
 }
 
@@ -1029,6 +1173,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_save_every_page_lands_in_place),
 	    cmocka_unit_test(test_save_huge_pages),
+	    cmocka_unit_test(test_pages_larger_than_a_buffer),
+	    cmocka_unit_test(test_gib_pages_stay_within_the_budget),
 	    cmocka_unit_test(test_changed_only_and_punch),
 	    cmocka_unit_test(test_sparse_file_holes_skipped),
 	    cmocka_unit_test(test_ordering_sync_between_rounds),
