@@ -584,7 +584,11 @@ static void test_pass_rounds_stay_ordered(void **state)
 	img_free(&im);
 }
 
-/* Save an image, then load it back into fresh memory in random order. */
+/*
+ * Save an image, then load it back into fresh memory in random order, with
+ * the one sync at the end. (How often the engines sync is counted in
+ * test_engine, test_engines_sync_once_per_pass.)
+ */
 static void test_restore_random_order_syncs_once(void **state)
 {
 	static const uint64_t pages[] = {500, 129, 1000};
