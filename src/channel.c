@@ -91,27 +91,51 @@ void mrs_chan_account_job(struct channel *ch, const struct mrs_job *job)
 }
 
 /*
+ * The ring failed: nothing in it will be reaped any more, so let go of
+ * every request it held, or their jobs would stay unfinished and the
+ * channel would never go idle for a sync or close. The kernel may still
+ * be using their buffers; close frees them only after io_uring_queue_exit.
+ */
+static void abandon_ring(struct channel *ch)
+{
+	ch->ring_dead = true;
+	ch->nunsent = 0;
+	for (unsigned i = 0; i < ch->set->cfg.depth; i++)
+		if (ch->reqs[i].in_ring)
+			mrs_chan_drop(ch, &ch->reqs[i]);
+}
+
+static int wait_cqe(struct channel *ch, struct io_uring_cqe **cqe)
+{
+	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
+	struct __kernel_timespec brief = {0, 200 * 1000};
+	int ret;
+
+	if (hooks && hooks->before_wait && (ret = hooks->before_wait(hooks->ctx, ch->id)))
+		return ret;
+	return ch->nstore ? io_uring_wait_cqe_timeout(&ch->ring, cqe, &brief)
+			  : io_uring_wait_cqe(&ch->ring, cqe);
+}
+
+/*
  * Wait for at least one completion and handle all that are ready. With
  * loaded runs queued for storing, wait only briefly: the store lock may
  * come free before any I/O completes.
  */
 static void reap(struct channel *ch)
 {
-	struct __kernel_timespec brief = {0, 200 * 1000};
 	struct io_uring_cqe *cqe;
 	int ret;
 
 	do
-		ret = ch->nstore ? io_uring_wait_cqe_timeout(&ch->ring, &cqe, &brief)
-				 : io_uring_wait_cqe(&ch->ring, &cqe);
+		ret = wait_cqe(ch, &cqe);
 	while (ret == -EINTR);
 	if (ret == -ETIME)
 		return;
 	if (ret < 0) {
-		/* The ring itself failed: nothing can be reaped any more. */
 		mrs_chan_fail(ch->set, ret, "channel %u: waiting for I/O: %s", ch->id,
 			      strerror(-ret));
-		ch->inflight = 0;
+		abandon_ring(ch);
 		return;
 	}
 	while (io_uring_peek_cqe(&ch->ring, &cqe) == 0) {
@@ -119,7 +143,46 @@ static void reap(struct channel *ch)
 		int res = cqe->res;
 
 		io_uring_cqe_seen(&ch->ring, cqe);
-		mrs_chan_complete(ch, rq, res);
+		if (rq->in_ring) /* not one given up when a submit failed */
+			mrs_chan_complete(ch, rq, res);
+	}
+}
+
+/* Submit attempts refused for lack of kernel resources with nothing to reap, before giving up. */
+#define SUBMIT_TRIES 1000
+
+/* io_uring_submit, or what a hook says it returned; then forget what the kernel took. */
+static int submit_ring(struct channel *ch)
+{
+	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
+	int ret = hooks && hooks->before_flush ? hooks->before_flush(hooks->ctx, ch->id) : 0;
+	unsigned left;
+
+	if (!ret)
+		ret = io_uring_submit(&ch->ring);
+	left = io_uring_sq_ready(&ch->ring);
+	while (ch->nunsent > left) {
+		ch->unsent_head = (ch->unsent_head + 1) % ch->set->cfg.depth;
+		ch->nunsent--;
+	}
+	return ret;
+}
+
+/*
+ * A submit failed for good: the kernel never saw the unsent requests, so
+ * they will never complete; let them go. Their SQEs stay in the ring, which
+ * this channel no longer submits.
+ */
+static void drop_unsent(struct channel *ch, int ret)
+{
+	mrs_chan_fail(ch->set, ret, "channel %u: cannot submit I/O: %s", ch->id, strerror(-ret));
+	ch->ring_dead = true;
+	while (ch->nunsent) {
+		struct request *rq = ch->unsent[ch->unsent_head];
+
+		ch->unsent_head = (ch->unsent_head + 1) % ch->set->cfg.depth;
+		ch->nunsent--;
+		mrs_chan_drop(ch, rq);
 	}
 }
 
@@ -127,18 +190,33 @@ static void reap(struct channel *ch)
  * Hand the kernel every prepared request: new ones from filling, and
  * resubmissions and next stages from completions. Done on every turn of the
  * loop, before waiting, so that nothing waits on a request the kernel has
- * not seen.
+ * not seen. -EAGAIN and -EBUSY say the kernel is short of resources or of
+ * room for completions: reap what is in flight first (the caller's next
+ * wait), or with nothing in flight, pause and try again.
  */
 static void flush_requests(struct channel *ch)
 {
-	int ret;
+	unsigned tries = 0;
 
-	if (!io_uring_sq_ready(&ch->ring))
+	while (!ch->ring_dead && io_uring_sq_ready(&ch->ring)) {
+		int ret = submit_ring(ch);
+
+		if (ret > 0 || ret == -EINTR)
+			continue;
+		if (ret == 0 || ret == -EAGAIN || ret == -EBUSY) {
+			struct timespec pause = {0, 1000 * 1000};
+
+			if (ch->inflight > ch->nunsent)
+				return; /* completions to reap first */
+			if (++tries < SUBMIT_TRIES) {
+				nanosleep(&pause, NULL);
+				continue;
+			}
+			ret = ret ? ret : -EAGAIN;
+		}
+		drop_unsent(ch, ret);
 		return;
-	ret = io_uring_submit(&ch->ring);
-	if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -EINTR)
-		mrs_chan_fail(ch->set, ret, "channel %u: cannot submit I/O: %s", ch->id,
-			      strerror(-ret));
+	}
 }
 
 /* After a failure, or on close: drop the current job and everything queued. */
@@ -308,7 +386,8 @@ static int setup_channel(struct mrs_chanset *cs, unsigned id, struct mrs_error *
 	pthread_cond_init(&ch->wake, NULL);
 	ch->reqs = calloc(cs->cfg.depth, sizeof(*ch->reqs));
 	ch->store_q = calloc(cs->cfg.depth, sizeof(*ch->store_q));
-	if (!ch->reqs || !ch->store_q)
+	ch->unsent = calloc(cs->cfg.depth, sizeof(*ch->unsent));
+	if (!ch->reqs || !ch->store_q || !ch->unsent)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	ret = open_channel_fd(cs, ch, err);
 	if (ret)
@@ -355,19 +434,24 @@ static int check_config(struct mrs_chan_config *cfg, struct mrs_error *err)
 	return 0;
 }
 
-/* Buffer size and count: one request or one large page each, within the budget. */
+/*
+ * Buffer size and count, within the budget: a channel's share of it holds
+ * its buffers, whatever the page size. A buffer holds one request, or one
+ * page larger than a request when such a page fits in the share; pages
+ * larger still (1 GiB hugetlbfs pages) are moved a buffer at a time.
+ */
 static void size_buffers(struct mrs_chanset *cs)
 {
-	size_t share;
+	size_t share = MRS_BUFFER_BUDGET / cs->cfg.channels;
+	size_t nslots;
 
-	cs->buf_size = cs->cfg.max_request;
+	cs->buf_size = cs->cfg.max_request < share ? cs->cfg.max_request : share;
+	cs->buf_size -= cs->buf_size % MRS_MIN_PAGE;
 	for (uint32_t i = 0; i < cs->nblocks; i++)
-		if (cs->blocks[i].page_size > cs->buf_size)
+		if (cs->blocks[i].page_size > cs->buf_size && cs->blocks[i].page_size <= share)
 			cs->buf_size = cs->blocks[i].page_size;
-	share = MRS_BUFFER_BUDGET / cs->cfg.channels / cs->buf_size;
-	cs->nslots = share < 4 ? 4 : share > cs->cfg.depth ? cs->cfg.depth : (unsigned)share;
-	if (cs->nslots > cs->cfg.depth)
-		cs->nslots = cs->cfg.depth;
+	nslots = share / cs->buf_size;
+	cs->nslots = nslots > cs->cfg.depth ? cs->cfg.depth : (unsigned)nslots;
 }
 
 int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg,
@@ -536,6 +620,8 @@ int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err)
 		pthread_cond_wait(&cs->acked, &cs->lock);
 	pthread_mutex_unlock(&cs->lock);
 	cs->syncs++;
+	if (cs->cfg.hooks && cs->cfg.hooks->on_sync)
+		cs->cfg.hooks->on_sync(cs->cfg.hooks->ctx);
 	if (atomic_load(&cs->failed))
 		return stopped(cs, err);
 	return 0;
@@ -559,6 +645,11 @@ void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum)
 		sum->requests += s->requests;
 		sum->resubmits += s->resubmits;
 	}
+}
+
+size_t mrs_chanset_buffer_bytes(const struct mrs_chanset *cs)
+{
+	return cs->buf_size * cs->nslots * cs->nch;
 }
 
 uint64_t mrs_chanset_syncs(const struct mrs_chanset *cs)
@@ -596,6 +687,7 @@ void mrs_chanset_close(struct mrs_chanset *cs)
 			close(ch->fd);
 		free(ch->reqs);
 		free(ch->store_q);
+		free(ch->unsent);
 		free(ch->pool);
 		free(ch->slot_refs);
 		free(ch->free_slots);

@@ -32,13 +32,15 @@
 /*
  * Buffer memory of a whole channel set: every byte in flight sits in a
  * channel buffer, so this bounds memory use (and I/O in flight) whatever the
- * guest's size. Each channel gets an equal share, at least 4 buffers.
+ * guest's size or page size. Each channel gets an equal share; a page larger
+ * than a buffer (1 GiB hugetlbfs pages) is moved in buffer-sized pieces.
  */
 #define MRS_BUFFER_BUDGET (48u * 1024u * 1024u)
 
 /* One RAM block as channels see it. */
 struct mrs_chan_block {
 	const char *name;
+	const char *path; /* of its RAM file, for messages; NULL for verify */
 	/*
 	 * The block's RAM as a file: save reads pages from it, load writes
 	 * them to it at page * page_size; -1 for verify. Channels never map
@@ -106,13 +108,23 @@ struct mrs_io {
 
 /*
  * Fault injection for tests: production code passes none. Hooks run in the
- * channel's thread.
+ * channel's thread, but for on_sync.
  */
 struct mrs_chan_hooks {
 	void (*before_submit)(void *ctx, unsigned channel, struct mrs_io *io);
 	/* Sees each completion result and returns the one the channel acts on. */
 	int (*on_complete)(void *ctx, unsigned channel, const struct mrs_io *io, int res);
 	void *ctx;
+	/*
+	 * Before the channel hands its prepared requests to the kernel: 0 to
+	 * go ahead, or an error it takes as io_uring_submit's result, as if
+	 * the kernel had taken none of them.
+	 */
+	int (*before_flush)(void *ctx, unsigned channel);
+	/* Before it waits for completions: 0, or an error it takes as the wait's result. */
+	int (*before_wait)(void *ctx, unsigned channel);
+	/* In the caller's thread, as mrs_chanset_sync returns: how tests count an engine's syncs. */
+	void (*on_sync)(void *ctx);
 };
 
 struct mrs_chan_config {
@@ -196,6 +208,8 @@ int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err);
 /* Counters and the number of syncs so far; call after a sync. */
 void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum);
 uint64_t mrs_chanset_syncs(const struct mrs_chanset *cs);
+/* Bytes of buffers the set holds, all channels: at most MRS_BUFFER_BUDGET. */
+size_t mrs_chanset_buffer_bytes(const struct mrs_chanset *cs);
 
 /* Pages that failed verification, in no particular order; valid until close. */
 const struct mrs_bad_page *mrs_chanset_bad_pages(const struct mrs_chanset *cs, size_t *count);

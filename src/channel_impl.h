@@ -35,6 +35,7 @@ struct request {
 	unsigned slot;	/* the buffer it holds a reference to */
 	unsigned rec;	/* its job: index into channel.recs */
 	bool busy;
+	bool in_ring; /* submitted to the ring, its completion not yet handled */
 };
 
 /*
@@ -97,7 +98,16 @@ struct channel {
 	struct chunk chunk;
 	struct job_rec recs[JOB_RECS]; /* a ring of started, unretired jobs */
 	unsigned rec_head, rec_count;
-	unsigned inflight;
+	unsigned inflight; /* requests in the ring: submitted, or prepared and not yet taken */
+	/*
+	 * Requests prepared but not yet taken by the kernel, oldest first (a
+	 * ring of depth entries): the kernel takes them in this order, so
+	 * after a failed submit these are the ones it never saw.
+	 */
+	struct request **unsent;
+	unsigned unsent_head, nunsent;
+	/* The ring failed (a wait, or a submit that cannot be retried): no more I/O through it. */
+	bool ring_dead;
 	struct request **store_q; /* loaded runs waiting for the block's store lock */
 	unsigned nstore;
 	unsigned nfree_slots;
@@ -109,7 +119,7 @@ struct mrs_chanset {
 	struct mrs_chan_config cfg;
 	struct mrs_chan_block *blocks;
 	uint32_t nblocks;
-	size_t buf_size; /* bytes of one buffer: a request, or one large page */
+	size_t buf_size; /* bytes of one buffer: a request, or one page, or a piece of one */
 	size_t buf_align;
 	unsigned nslots; /* buffers per channel */
 	/*
@@ -159,6 +169,8 @@ void mrs_chan_account_job(struct channel *ch, const struct mrs_job *job);
 void mrs_chan_fill(struct channel *ch);
 /* Handle one completion. */
 void mrs_chan_complete(struct channel *ch, struct request *rq, int res);
+/* A request that will never complete through the ring (it failed): let it go. */
+void mrs_chan_drop(struct channel *ch, struct request *rq);
 /* Stop building the current job (failure or close). */
 void mrs_chan_abandon_job(struct channel *ch);
 /*

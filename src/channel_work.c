@@ -19,7 +19,14 @@ enum built {
 	BUILT,	 /* a request is ready to submit */
 	BLOCKED, /* no buffer free: wait for a completion */
 	DONE,	 /* the job has no more pages to move */
+	MOVED,	 /* a page larger than a buffer was moved, without a request */
 };
+
+/* The block's RAM file, as messages name it. */
+static const char *ram_path(const struct mrs_chan_block *b)
+{
+	return b->path ? b->path : "(none)";
+}
 
 /* ---- buffers ------------------------------------------------------------ */
 
@@ -99,9 +106,9 @@ static void punch_page(struct channel *ch, const struct mrs_chan_block *b, uint6
 		      (off_t)b->page_size) &&
 	    errno != EOPNOTSUPP)
 		mrs_chan_fail(ch->set, -errno,
-			      "channel %u: cannot punch out page %" PRIu64
-			      " of block '%s' at offset 0x%" PRIx64 ": %s",
-			      ch->id, page, b->name, off, strerror(errno));
+			      "channel %u: cannot punch a hole in image '%s' at offset 0x%" PRIx64
+			      " (block '%s', page 0x%" PRIx64 "): %s",
+			      ch->id, ch->set->cfg.path, off, b->name, page, strerror(errno));
 	ch->stats.pages_zeroed++;
 }
 
@@ -174,38 +181,46 @@ static void skip_holes(struct channel *ch)
 	ch->stats.pages_skipped += n;
 }
 
+/* Read len bytes of the block's RAM file at off; false if that failed the set. */
+static bool read_ram(struct channel *ch, const struct mrs_chan_block *b, uint8_t *buf, size_t len,
+		     uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = pread(b->fd, buf + got, len - got, (off_t)(off + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			mrs_chan_fail(ch->set, r < 0 ? -errno : -ENODATA,
+				      "channel %u: read of RAM file '%s' at offset 0x%" PRIx64
+				      " (block '%s'): %s",
+				      ch->id, ram_path(b), off + got, b->name,
+				      r < 0 ? strerror(errno)
+					    : "the file is shorter than the block");
+			return false;
+		}
+		got += (size_t)r;
+	}
+	return true;
+}
+
 /* Read the next buffer's worth of the job's pages from the block's file. */
 static enum built read_chunk(struct channel *ch)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
 	uint64_t end = ch->cur.first_page + ch->cur.npages;
 	uint64_t n = ch->set->buf_size / b->page_size;
-	uint8_t *buf;
-	size_t len, got = 0;
 	unsigned slot;
 
 	if (!take_slot(ch, &slot))
 		return BLOCKED;
 	if (n > end - ch->cursor)
 		n = end - ch->cursor;
-	buf = slot_ptr(ch, slot);
-	len = n * b->page_size;
-	while (got < len) {
-		ssize_t r =
-		    pread(b->fd, buf + got, len - got, (off_t)(ch->cursor * b->page_size + got));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			mrs_chan_fail(
-			    ch->set, r < 0 ? -errno : -ENODATA,
-			    "channel %u: cannot read block '%s' at offset 0x%" PRIx64 ": %s",
-			    ch->id, b->name, ch->cursor * b->page_size + got,
-			    r < 0 ? strerror(errno) : "the file is shorter than the block");
-			put_slot(ch, slot);
-			return DONE;
-		}
-		got += (size_t)r;
+	if (!read_ram(ch, b, slot_ptr(ch, slot), n * b->page_size, ch->cursor * b->page_size)) {
+		put_slot(ch, slot);
+		return DONE;
 	}
 	ch->chunk = (struct chunk){true, slot, ch->cursor, (uint32_t)n, 0};
 	ch->cursor += n;
@@ -303,11 +318,15 @@ static struct request *free_request(struct channel *ch)
 	return NULL;
 }
 
+static enum built move_large_page(struct channel *ch);
+
 static enum built build_request(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
 	enum built r;
 
+	if (b->page_size > ch->set->buf_size)
+		return move_large_page(ch);
 	memset(rq, 0, sizeof(*rq));
 	rq->block = ch->cur.block;
 	rq->flags = ch->cur.flags;
@@ -347,6 +366,8 @@ static void submit(struct channel *ch, struct request *rq)
 		io_uring_prep_read(sqe, ch->fd, buf, rq->io.len, rq->io.offset);
 	io_uring_sqe_set_data(sqe, rq);
 	rq->busy = true;
+	rq->in_ring = true;
+	ch->unsent[(ch->unsent_head + ch->nunsent++) % ch->set->cfg.depth] = rq;
 	ch->inflight++;
 	ch->stats.requests++;
 }
@@ -365,6 +386,8 @@ void mrs_chan_fill(struct channel *ch)
 		r = build_request(ch, rq);
 		if (r == BLOCKED)
 			break;
+		if (r == MOVED)
+			continue;
 		if (r == DONE)
 			finish_building(ch);
 		else
@@ -394,6 +417,23 @@ static void record_bad_page(struct channel *ch, uint32_t block, uint64_t page, u
 	pthread_mutex_unlock(&cs->lock);
 }
 
+/* A page whose bytes do not match its hash: recorded (verify), or the end of the load. */
+static void bad_page(struct channel *ch, uint32_t block, uint64_t page, uint64_t got, bool fatal)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[block];
+
+	ch->stats.pages_bad++;
+	if (!fatal) {
+		record_bad_page(ch, block, page, b->hashes[page], got);
+		return;
+	}
+	mrs_chan_fail(ch->set, -EBADMSG,
+		      "block '%s': page %" PRIu64 " (guest offset 0x%" PRIx64
+		      ") does not match its checksum (expected %016" PRIx64 ", read %016" PRIx64
+		      ")",
+		      b->name, page, page * b->page_size, b->hashes[page], got);
+}
+
 /* A run was read in full: check its pages' hashes. */
 static void check_pages(struct channel *ch, struct request *rq, bool fatal)
 {
@@ -405,36 +445,38 @@ static void check_pages(struct channel *ch, struct request *rq, bool fatal)
 
 		if (got == b->hashes[page])
 			continue;
-		ch->stats.pages_bad++;
-		if (!fatal) {
-			record_bad_page(ch, rq->block, page, b->hashes[page], got);
-			continue;
-		}
-		mrs_chan_fail(ch->set, -EBADMSG,
-			      "block '%s': page %" PRIu64 " (guest offset 0x%" PRIx64
-			      ") does not match its checksum (expected %016" PRIx64
-			      ", read %016" PRIx64 ")",
-			      b->name, page, page * b->page_size, b->hashes[page], got);
-		return;
+		bad_page(ch, rq->block, page, got, fatal);
+		if (fatal)
+			return;
 	}
+}
+
+/*
+ * Name the file at fault and say whose offset it is: the image's (with the
+ * page it holds) or the guest RAM file's.
+ */
+static void io_error(struct channel *ch, uint32_t block, bool write, bool ram, uint64_t offset,
+		     int res)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[block];
+	const char *what = write ? "write to" : "read of";
+
+	if (ram)
+		mrs_chan_fail(ch->set, res,
+			      "channel %u: %s RAM file '%s' at offset 0x%" PRIx64
+			      " (block '%s'): %s",
+			      ch->id, what, ram_path(b), offset, b->name, strerror(-res));
+	else
+		mrs_chan_fail(ch->set, res,
+			      "channel %u: %s image '%s' at offset 0x%" PRIx64
+			      " (block '%s', page 0x%" PRIx64 "): %s",
+			      ch->id, what, ch->set->cfg.path, offset, b->name,
+			      (offset - b->pages_offset) / b->page_size, strerror(-res));
 }
 
 static void io_fail(struct channel *ch, const struct request *rq, int res)
 {
-	const char *name = ch->set->blocks[rq->block].name;
-
-	if (rq->stage == STAGE_TARGET_WRITE)
-		mrs_chan_fail(
-		    ch->set, res,
-		    "channel %u: cannot write block '%s' to its target at offset 0x%" PRIx64
-		    " (%" PRIu32 " bytes): %s",
-		    ch->id, name, rq->io.offset, rq->io.len, strerror(-res));
-	else
-		mrs_chan_fail(ch->set, res,
-			      "channel %u: %s of block '%s' at offset 0x%" PRIx64 " (%" PRIu32
-			      " bytes): %s",
-			      ch->id, rq->io.write ? "write" : "read", name, rq->io.offset,
-			      rq->io.len, strerror(-res));
+	io_error(ch, rq->block, rq->io.write, rq->stage == STAGE_TARGET_WRITE, rq->io.offset, res);
 }
 
 /* The request is over, one way or another. */
@@ -444,6 +486,13 @@ static void finish(struct channel *ch, struct request *rq)
 	rq->busy = false;
 	ch->recs[rq->rec].outstanding--;
 	retire_jobs(ch);
+}
+
+void mrs_chan_drop(struct channel *ch, struct request *rq)
+{
+	rq->in_ring = false;
+	ch->inflight--;
+	finish(ch, rq);
 }
 
 /* Write one loaded run to its block's file (the store lock is held). */
@@ -521,6 +570,222 @@ void mrs_chan_store(struct channel *ch, bool wait)
 	pthread_mutex_unlock(lock);
 }
 
+/* ---- pages larger than a buffer ------------------------------------------ */
+
+/*
+ * A page larger than a buffer (1 GiB hugetlbfs pages; 2 MiB ones with many
+ * channels) does not fit in the buffer budget, so the channel moves it
+ * itself, a buffer-sized piece at a time with pread and pwrite, hashing
+ * the pieces in order. Such pages are few and large: a system call per
+ * piece costs little next to the copy, and other channels go on meanwhile.
+ */
+
+/* One piece to or from the image or a target, with the hooks the ring's I/O has. */
+static bool piece_io(struct channel *ch, uint32_t block, bool write, bool ram, int fd, uint8_t *buf,
+		     uint32_t len, uint64_t off)
+{
+	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
+	uint32_t done = 0;
+
+	while (done < len) {
+		struct mrs_io io = {write, ram, block, off + done, len - done};
+		ssize_t n;
+
+		if (hooks && hooks->before_submit)
+			hooks->before_submit(hooks->ctx, ch->id, &io);
+		n = write ? pwrite(fd, buf + done, io.len, (off_t)io.offset)
+			  : pread(fd, buf + done, io.len, (off_t)io.offset);
+		if (n < 0)
+			n = -errno;
+		if (hooks && hooks->on_complete)
+			n = hooks->on_complete(hooks->ctx, ch->id, &io, (int)n);
+		ch->stats.requests++;
+		if (n == -EINTR || n == -EAGAIN) {
+			ch->stats.resubmits++;
+			continue;
+		}
+		if (n == 0)
+			n = write ? -EIO : -ENODATA; /* ENODATA: end of file inside a page region */
+		if (n < 0) {
+			io_error(ch, block, write, ram, io.offset, (int)n);
+			return false;
+		}
+		done += (uint32_t)n;
+	}
+	return true;
+}
+
+/* A piece of a saved page to the image; a zero piece as a hole, so that images stay sparse. */
+static bool write_piece(struct channel *ch, uint32_t block, uint64_t page, uint64_t at,
+			uint8_t *buf, size_t len, bool zero)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[block];
+	uint64_t off = b->pages_offset + page * b->page_size + at;
+
+	if (zero &&
+	    !fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return true;
+	if (zero && errno != EOPNOTSUPP) { /* without punch support, zeros are written */
+		mrs_chan_fail(ch->set, -errno,
+			      "channel %u: cannot punch a hole in image '%s' at offset 0x%" PRIx64
+			      " (block '%s', page 0x%" PRIx64 "): %s",
+			      ch->id, ch->set->cfg.path, off, b->name, page, strerror(errno));
+		return false;
+	}
+	if (!piece_io(ch, block, true, false, ch->fd, buf, (uint32_t)len, off))
+		return false;
+	atomic_fetch_add(&ch->set->bytes_moved, len);
+	ch->stats.bytes_written += len;
+	return true;
+}
+
+/*
+ * Read a page of RAM piece by piece and hash it; with write, also write
+ * each piece to the image from the copy that was hashed.
+ */
+static bool pass_over_ram_page(struct channel *ch, uint32_t block, uint64_t page, uint8_t *buf,
+			       bool write, uint64_t *hash, bool *zero)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[block];
+	struct mrs_hash_state *st = mrs_hash_begin();
+	bool ok = true;
+
+	if (!st) {
+		mrs_chan_fail(ch->set, -ENOMEM, "out of memory");
+		return false;
+	}
+	*zero = true;
+	for (uint64_t at = 0; ok && at < b->page_size; at += ch->set->buf_size) {
+		size_t len =
+		    b->page_size - at < ch->set->buf_size ? b->page_size - at : ch->set->buf_size;
+		bool z;
+
+		ok = !atomic_load(&ch->set->failed) &&
+		     read_ram(ch, b, buf, len, page * b->page_size + at);
+		if (!ok)
+			break;
+		mrs_hash_add(st, buf, len);
+		z = page_is_zero(buf, len);
+		*zero = *zero && z;
+		if (write)
+			ok = write_piece(ch, block, page, at, buf, len, z);
+	}
+	*hash = mrs_hash_end(st);
+	return ok;
+}
+
+static void save_large_page(struct channel *ch, uint8_t *buf)
+{
+	uint32_t block = ch->cur.block;
+	struct mrs_chan_block *b = &ch->set->blocks[block];
+	uint64_t page = ch->cursor, h;
+	bool zero;
+
+	ch->stats.pages_scanned++;
+	if (hole_pages(ch, b, page + 1)) {
+		zero_page(ch, b, page);
+		ch->stats.pages_skipped++;
+		return;
+	}
+	/* A first look, writing nothing: in later rounds most pages are unchanged. */
+	if (!pass_over_ram_page(ch, block, page, buf, false, &h, &zero))
+		return;
+	if (zero) {
+		zero_page(ch, b, page);
+		return;
+	}
+	if ((ch->cur.flags & MRS_JOB_CHANGED_ONLY) && b->present[page] && b->hashes[page] == h)
+		return;
+	/*
+	 * To be written: read it again, hashing and writing the same copy of
+	 * each piece, so that the hash kept is that of the bytes in the image
+	 * however the guest changed the page since the first look (A-B-A).
+	 */
+	ch->stats.pages_dirty++;
+	if (!pass_over_ram_page(ch, block, page, buf, true, &h, &zero))
+		return;
+	b->hashes[page] = h;
+	b->present[page] = 1;
+	ch->stats.pages_written++;
+}
+
+/* A loaded piece on to the block's file, under the block's store lock. */
+static bool store_piece(struct channel *ch, uint32_t block, uint8_t *buf, size_t len, uint64_t off)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[block];
+	bool ok = true;
+
+	pthread_mutex_lock(&ch->set->store_lock[block]);
+	if (b->mem)
+		memcpy(b->mem + off, buf, len);
+	else
+		ok = piece_io(ch, block, true, true, b->fd, buf, (uint32_t)len, off);
+	pthread_mutex_unlock(&ch->set->store_lock[block]);
+	return ok;
+}
+
+/* Load or verify: read a present page from the image piece by piece, hash, store. */
+static void read_large_page(struct channel *ch, uint8_t *buf)
+{
+	uint32_t block = ch->cur.block;
+	const struct mrs_chan_block *b = &ch->set->blocks[block];
+	bool verify = ch->cur.kind == MRS_JOB_VERIFY;
+	bool check = verify || (ch->cur.flags & MRS_JOB_CHECK);
+	uint64_t page = ch->cursor, got;
+	struct mrs_hash_state *st;
+	bool ok = true;
+
+	ch->stats.pages_scanned++;
+	if (!b->present[page])
+		return;
+	st = check ? mrs_hash_begin() : NULL;
+	if (check && !st) {
+		mrs_chan_fail(ch->set, -ENOMEM, "out of memory");
+		return;
+	}
+	for (uint64_t at = 0; ok && at < b->page_size; at += ch->set->buf_size) {
+		size_t len =
+		    b->page_size - at < ch->set->buf_size ? b->page_size - at : ch->set->buf_size;
+
+		ok = !atomic_load(&ch->set->failed) &&
+		     piece_io(ch, block, false, false, ch->fd, buf, (uint32_t)len,
+			      b->pages_offset + page * b->page_size + at);
+		if (!ok)
+			break;
+		atomic_fetch_add(&ch->set->bytes_moved, len);
+		ch->stats.bytes_read += len;
+		if (st)
+			mrs_hash_add(st, buf, len);
+		/* With a check, a target may get pieces of a page that then fails it. */
+		if (!verify)
+			ok = store_piece(ch, block, buf, len, page * b->page_size + at);
+	}
+	got = st ? mrs_hash_end(st) : 0;
+	if (!ok)
+		return;
+	ch->stats.pages_read++;
+	if (check && got != b->hashes[page])
+		bad_page(ch, block, page, got, !verify);
+}
+
+/* Move the job's next page larger than a buffer, in the channel's thread. */
+static enum built move_large_page(struct channel *ch)
+{
+	unsigned slot;
+
+	if (ch->cursor >= ch->cur.first_page + ch->cur.npages || atomic_load(&ch->set->failed))
+		return DONE;
+	if (!take_slot(ch, &slot))
+		return BLOCKED;
+	if (ch->cur.kind == MRS_JOB_SAVE)
+		save_large_page(ch, slot_ptr(ch, slot));
+	else
+		read_large_page(ch, slot_ptr(ch, slot));
+	put_slot(ch, slot);
+	ch->cursor++;
+	return MOVED;
+}
+
 /* The ring moved all bytes of a request: count them, and finish the request. */
 static void stage_done(struct channel *ch, struct request *rq)
 {
@@ -553,6 +818,7 @@ void mrs_chan_complete(struct channel *ch, struct request *rq, int res)
 {
 	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
 
+	rq->in_ring = false;
 	ch->inflight--;
 	if (hooks && hooks->on_complete)
 		res = hooks->on_complete(hooks->ctx, ch->id, &rq->io, res);

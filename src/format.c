@@ -99,6 +99,29 @@ uint64_t mrs_hash(const void *buf, size_t len)
 	return XXH3_64bits(buf, len);
 }
 
+/* struct mrs_hash_state is xxhash's own state: callers see only the name. */
+struct mrs_hash_state *mrs_hash_begin(void)
+{
+	XXH3_state_t *st = XXH3_createState();
+
+	if (st)
+		XXH3_64bits_reset(st);
+	return (struct mrs_hash_state *)st;
+}
+
+void mrs_hash_add(struct mrs_hash_state *st, const void *buf, size_t len)
+{
+	XXH3_64bits_update((XXH3_state_t *)st, buf, len);
+}
+
+uint64_t mrs_hash_end(struct mrs_hash_state *st)
+{
+	uint64_t h = XXH3_64bits_digest((XXH3_state_t *)st);
+
+	XXH3_freeState((XXH3_state_t *)st);
+	return h;
+}
+
 bool mrs_add_ok(uint64_t a, uint64_t b, uint64_t *sum)
 {
 	return !__builtin_add_overflow(a, b, sum);

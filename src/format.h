@@ -76,6 +76,11 @@ uint64_t mrs_get_hash(const uint8_t *p);
 
 /* xxh3-64 of a buffer: the one hash the format uses. */
 uint64_t mrs_hash(const void *buf, size_t len);
+/* The same hash of a page given in pieces, in order: begin (NULL: no memory), add, end (frees). */
+struct mrs_hash_state;
+struct mrs_hash_state *mrs_hash_begin(void);
+void mrs_hash_add(struct mrs_hash_state *st, const void *buf, size_t len);
+uint64_t mrs_hash_end(struct mrs_hash_state *st);
 
 void mrs_sb_encode(const struct mrs_superblock *sb, uint8_t out[MRS_SB_SIZE]);
 /*

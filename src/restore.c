@@ -184,6 +184,7 @@ static int prepare_targets(struct restore *r, struct mrs_error *err)
 		if (ret)
 			return mrs_err_prefix(err, "block '%s'", r->dst[b].name);
 		r->img.cb[b].fd = r->dst[b].fd;
+		r->img.cb[b].path = r->target[b];
 		r->img.cb[b].mem = r->dst[b].mem;
 	}
 	return 0;

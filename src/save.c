@@ -160,6 +160,7 @@ static int open_channels(struct save *s, struct mrs_error *err)
 		struct mrs_chan_block *cb = &s->cb[i];
 
 		cb->name = s->bh[i].name;
+		cb->path = s->src[i].path;
 		cb->fd = s->src[i].fd;
 		cb->sparse = s->src[i].sparse;
 		cb->page_size = s->bh[i].page_size;

@@ -11,7 +11,8 @@ if mount -t tmpfs -o size=2m,mode=0700 mrsnap-test "$T/small" 2>/dev/null; then
 	"$MKRAM" "$R/big.ram" 8M 1 0 || fail "mkram"
 	expect_rc 3 "$MRSNAP" snapshot "$T/small/vm.img" --ram pc.ram="$R/big.ram"
 	expect_err "No space left on device"
-	expect_err "of block 'pc.ram' at offset 0x"
+	expect_err "write to image '$T/small/"
+	expect_err "(block 'pc.ram', page 0x"
 	[ -z "$(ls -A "$T/small")" ] || fail "a snapshot that ran out of space left: $(ls -A "$T/small")"
 	umount "$T/small"
 else
