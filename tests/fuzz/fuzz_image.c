@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    pwrite(fd, data + head_len, size - head_len, (off_t)tail_at) ==
 		(ssize_t)(size - head_len)) {
 		open_image(fd, 0);
-		open_image(fd, MRS_META_INCOMPLETE_OK | MRS_META_HEADERS_ONLY);
+		open_image(fd, MRS_META_INCOMPLETE_OK | MRS_META_CHECK_TABLES_ONLY);
 	}
 	close(fd);
 	return 0;
