@@ -94,10 +94,13 @@ int mrs_meta_write_headers(int fd, uint64_t table_offset, const struct mrs_block
 	uint8_t buf[MRS_BH_SIZE];
 
 	for (uint32_t i = 0; i < n; i++) {
+		int ret;
+
 		mrs_bh_encode(&blocks[i], buf);
-		if (write_region(fd, buf, sizeof(buf), table_offset + (uint64_t)i * MRS_BH_SIZE,
-				 "block header", err))
-			return err ? err->code : -EIO;
+		ret = write_region(fd, buf, sizeof(buf), table_offset + (uint64_t)i * MRS_BH_SIZE,
+				   "block header", err);
+		if (ret)
+			return ret; /* the real code, also when err is NULL */
 	}
 	return 0;
 }
