@@ -8,7 +8,13 @@
  *  - a call returns 0 (or a count) on success and a negative errno on failure;
  *  - a call that can fail takes a struct mrs_error *, which may be NULL; on
  *    failure it holds a one-line, lowercase description of what went wrong;
- *  - the library never prints, never exits and never changes errno for you.
+ *  - the library never prints, never exits and never changes errno for you;
+ *  - codes that blame the image, not the system: -EPROTO (damaged,
+ *    incomplete or not an image; a file that ends early included),
+ *    -EBADMSG (a page did not match its checksum) and -EPROTONOSUPPORT (an
+ *    image format version this library does not read: a code of its own,
+ *    which no I/O path returns). Any other code, -ENOTSUP (= -EOPNOTSUPP)
+ *    included, is an operation the system refused or that failed.
  */
 #ifndef MRSNAP_H
 #define MRSNAP_H
@@ -151,7 +157,7 @@ struct mrs_save_opts {
 	 */
 	int live;
 	unsigned downtime_ms; /* target for the frozen round; default 300 */
-	unsigned max_rounds;  /* all rounds, the frozen one included; default 30, at least 2 */
+	unsigned max_rounds;  /* all rounds, the frozen one included; default 30, 2..100000 */
 
 	/* Called from the calling thread after each round; may be NULL. */
 	void (*round_done)(void *ctx, const struct mrs_round_info *round);

@@ -191,12 +191,13 @@ int mrs_sb_decode(const uint8_t in[MRS_SB_SIZE], struct mrs_superblock *sb, stru
 	uint64_t want, got;
 	size_t len;
 
+	/* Whatever fails, the caller gets defined fields, never its old bytes. */
+	memset(sb, 0, sizeof(*sb));
 	if (memcmp(in + SB_MAGIC, MRS_SB_MAGIC, 8) != 0)
 		return mrs_err(err, -EPROTO, "not an mrsnap image (bad magic)");
-	memset(sb, 0, sizeof(*sb));
 	sb->version = mrs_get_le32(in + SB_VERSION);
 	if (sb->version != MRS_FORMAT_VERSION)
-		return mrs_err(err, -ENOTSUP,
+		return mrs_err(err, -EPROTONOSUPPORT,
 			       "image format version %" PRIu32
 			       " is not supported (this mrsnap reads version %d)",
 			       sb->version, MRS_FORMAT_VERSION);
@@ -231,6 +232,11 @@ int mrs_sb_decode(const uint8_t in[MRS_SB_SIZE], struct mrs_superblock *sb, stru
 	sb->stream_length = mrs_get_le64(in + SB_STREAM_LENGTH);
 	if ((sb->flags & MRS_SB_COMPLETE) && sb->stream_length == 0)
 		return mrs_err(err, -EPROTO, "superblock says complete but records no stream");
+	if (sb->stream_length > MRS_STREAM_MAX)
+		return mrs_err(err, -EPROTO,
+			       "control stream at offset 0x%" PRIx64 " is %" PRIu64
+			       " bytes long, more than the %u a stream may have",
+			       sb->stream_offset, sb->stream_length, MRS_STREAM_MAX);
 	return 0;
 }
 
@@ -289,6 +295,7 @@ int mrs_bh_decode(const uint8_t in[MRS_BH_SIZE], struct mrs_block_header *bh, st
 	uint64_t want, got;
 	size_t len;
 
+	memset(bh, 0, sizeof(*bh)); /* as in mrs_sb_decode */
 	if (memcmp(in + BH_MAGIC, MRS_BH_MAGIC, 8) != 0)
 		return mrs_err(err, -EPROTO, "bad block header magic");
 	want = mrs_get_hash(in + BH_CHECKSUM);
@@ -305,7 +312,6 @@ int mrs_bh_decode(const uint8_t in[MRS_BH_SIZE], struct mrs_block_header *bh, st
 		return mrs_err(err, -EPROTO,
 			       "unknown block flags 0x%" PRIx32 " at header offset 0x%x",
 			       mrs_get_le32(in + BH_FLAGS), BH_FLAGS);
-	memset(bh, 0, sizeof(*bh));
 	if (!text_field_ok(in + BH_NAME, MRS_NAME_FIELD, &len) || len == 0)
 		return mrs_err(err, -EPROTO, "block name is empty or not terminated");
 	memcpy(bh->name, in + BH_NAME, MRS_NAME_FIELD);

@@ -37,6 +37,12 @@
 #define MRS_META_ALIGN	4096u		/* bitmaps, checksum tables, stream */
 #define MRS_PAGES_ALIGN (1024u * 1024u) /* page regions: O_DIRECT anywhere */
 #define MRS_HASH_SIZE	8u		/* one xxh3-64 per page */
+/*
+ * The control stream is read whole into memory, so its length is capped:
+ * readers refuse a longer one before allocating anything for it, and
+ * writers cannot make one (mrs_stream_append fails with -EFBIG).
+ */
+#define MRS_STREAM_MAX (16u * 1024u * 1024u)
 
 struct mrs_superblock {
 	uint32_t version;
@@ -85,12 +91,17 @@ uint64_t mrs_hash_end(struct mrs_hash_state *st);
 void mrs_sb_encode(const struct mrs_superblock *sb, uint8_t out[MRS_SB_SIZE]);
 /*
  * Decode and check a superblock: magic, version, checksum, flags, sizes.
- * Returns 0, -EPROTO for a damaged superblock or -ENOTSUP for a newer version.
+ * Returns 0, -EPROTO for a damaged superblock or -EPROTONOSUPPORT for
+ * another format version (a code no I/O path returns: see mrsnap.h).
+ * On failure *sb is zeroed, but for the fields decoded before the fault.
  */
 int mrs_sb_decode(const uint8_t in[MRS_SB_SIZE], struct mrs_superblock *sb, struct mrs_error *err);
 
 void mrs_bh_encode(const struct mrs_block_header *bh, uint8_t out[MRS_BH_SIZE]);
-/* Decode and check one block header on its own (not its place in the file). */
+/*
+ * Decode and check one block header on its own (not its place in the file).
+ * On failure *bh is zeroed, but for the fields decoded before the fault.
+ */
 int mrs_bh_decode(const uint8_t in[MRS_BH_SIZE], struct mrs_block_header *bh,
 		  struct mrs_error *err);
 

@@ -49,7 +49,8 @@ int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned
 	if (ret) {
 		close(r->fd);
 		r->fd = -1;
-		return mrs_err_prefix(err, "'%s'", path);
+		mrs_err_prefix(err, "'%s'", path);
+		return ret; /* not mrs_err_prefix's: with a NULL err, that is -EIO */
 	}
 	return 0;
 }

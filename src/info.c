@@ -30,8 +30,10 @@ int mrs_image_info(const char *path, struct mrs_image_info **out, struct mrs_err
 	int ret;
 
 	*out = NULL;
-	ret =
-	    mrs_image_reader_open(&img, path, MRS_META_INCOMPLETE_OK | MRS_META_HEADERS_ONLY, err);
+	/* Damaged metadata is an error here too: info checks the bitmaps and
+	 * checksum tables whose counts it reports, without keeping them. */
+	ret = mrs_image_reader_open(&img, path, MRS_META_INCOMPLETE_OK | MRS_META_CHECK_TABLES_ONLY,
+				    err);
 	if (ret)
 		return ret;
 	info = calloc(1, sizeof(*info));

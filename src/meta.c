@@ -11,24 +11,23 @@
 
 #include "meta.h"
 
-int mrs_pread_all(int fd, void *buf, size_t len, uint64_t offset)
+ssize_t mrs_pread_all(int fd, void *buf, size_t len, uint64_t offset)
 {
 	uint8_t *p = buf;
+	size_t done = 0;
 
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)offset);
+	while (done < len) {
+		ssize_t n = pread(fd, p + done, len - done, (off_t)(offset + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-		offset += (uint64_t)n;
+			break;
+		done += (size_t)n;
 	}
-	return 0;
+	return (ssize_t)done;
 }
 
 int mrs_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
@@ -49,13 +48,24 @@ int mrs_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset)
 	return 0;
 }
 
+/*
+ * The layout check has put every region inside the file, so a read that
+ * meets the end of it means the file is shorter than it said (cut while we
+ * read it): damage, like any other region past the end, not an I/O error.
+ */
 static int read_region(int fd, void *buf, size_t len, uint64_t offset, const char *what,
 		       struct mrs_error *err)
 {
-	int ret = mrs_pread_all(fd, buf, len, offset);
+	ssize_t n = mrs_pread_all(fd, buf, len, offset);
 
-	if (ret)
-		return mrs_err_errno(err, ret, "cannot read %s at offset 0x%" PRIx64, what, offset);
+	if (n < 0)
+		return mrs_err_errno(err, (int)n, "cannot read %s at offset 0x%" PRIx64, what,
+				     offset);
+	if ((size_t)n < len)
+		return mrs_err(err, -EPROTO,
+			       "cannot read %s at offset 0x%" PRIx64
+			       ": the file ends at 0x%" PRIx64,
+			       what, offset, offset + (uint64_t)n);
 	return 0;
 }
 
@@ -84,10 +94,13 @@ int mrs_meta_write_headers(int fd, uint64_t table_offset, const struct mrs_block
 	uint8_t buf[MRS_BH_SIZE];
 
 	for (uint32_t i = 0; i < n; i++) {
+		int ret;
+
 		mrs_bh_encode(&blocks[i], buf);
-		if (write_region(fd, buf, sizeof(buf), table_offset + (uint64_t)i * MRS_BH_SIZE,
-				 "block header", err))
-			return err ? err->code : -EIO;
+		ret = write_region(fd, buf, sizeof(buf), table_offset + (uint64_t)i * MRS_BH_SIZE,
+				   "block header", err);
+		if (ret)
+			return ret; /* the real code, also when err is NULL */
 	}
 	return 0;
 }
@@ -166,8 +179,17 @@ static int read_headers(int fd, struct mrs_image_meta *m, struct mrs_error *err)
 {
 	uint8_t buf[MRS_BH_SIZE];
 	uint32_t n = m->sb.block_count;
+	uint64_t end;
 	int ret;
 
+	/* The in-memory headers take about as much as the table on disk: a few
+	 * bytes of file must not cost megabytes before they are refused. */
+	if (!mrs_add_ok(m->sb.block_table_offset, (uint64_t)n * MRS_BH_SIZE, &end) ||
+	    end > m->file_size)
+		return mrs_err(err, -EPROTO,
+			       "block table at offset 0x%" PRIx64 ", 0x%" PRIx64
+			       " bytes long, runs past the end of the file at 0x%" PRIx64,
+			       m->sb.block_table_offset, (uint64_t)n * MRS_BH_SIZE, m->file_size);
 	m->blocks = calloc(n, sizeof(*m->blocks));
 	if (!m->blocks)
 		return mrs_err(err, -ENOMEM, "out of memory");
@@ -177,9 +199,10 @@ static int read_headers(int fd, struct mrs_image_meta *m, struct mrs_error *err)
 		ret = read_region(fd, buf, sizeof(buf), at, "block header", err);
 		if (!ret)
 			ret = mrs_bh_decode(buf, &m->blocks[i], err);
-		if (ret)
-			return mrs_err_prefix(err, "block header %" PRIu32 " at offset 0x%" PRIx64,
-					      i, at);
+		if (ret) {
+			mrs_err_prefix(err, "block header %" PRIu32 " at offset 0x%" PRIx64, i, at);
+			return ret;
+		}
 		if (m->blocks[i].index != i)
 			return mrs_err(err, -EPROTO,
 				       "block header %" PRIu32 " at offset 0x%" PRIx64
@@ -198,7 +221,8 @@ static int read_stream(int fd, struct mrs_image_meta *m, struct mrs_error *err)
 	uint8_t *buf;
 	int ret;
 
-	/* The layout check has put the stream inside the file. */
+	/* mrs_sb_decode capped the length at MRS_STREAM_MAX, and the layout
+	 * check put the stream inside the file. */
 	buf = malloc(m->sb.stream_length);
 	if (!buf)
 		return mrs_err(err, -ENOMEM, "out of memory for a %" PRIu64 "-byte stream",
@@ -219,6 +243,7 @@ static int read_stream(int fd, struct mrs_image_meta *m, struct mrs_error *err)
 	return 0;
 }
 
+/* The layout check has put the bitmap inside the file: its length is bounded by the file's. */
 static int read_bitmap(int fd, const struct mrs_block_header *bh, uint8_t **out,
 		       struct mrs_error *err)
 {
@@ -236,16 +261,24 @@ static int read_bitmap(int fd, const struct mrs_block_header *bh, uint8_t **out,
 	return mrs_bitmap_check(bh, bitmap, err);
 }
 
-static int read_hashes(int fd, const struct mrs_block_header *bh, uint64_t **out,
-		       struct mrs_error *err)
+/*
+ * Read and check a block's checksum table in chunks, against its checksum
+ * and the bitmap: absent pages have no hash, so a non-zero entry for one
+ * means table and bitmap disagree. Kept in *out (host order, from one
+ * allocation bounded by the file size, like the table) unless out is NULL.
+ */
+static int read_hashes(int fd, const struct mrs_block_header *bh, const uint8_t *bitmap,
+		       uint64_t **out, struct mrs_error *err)
 {
 	uint8_t buf[HASH_CHUNK * MRS_HASH_SIZE];
-	uint64_t *hashes = malloc(bh->hashes_length);
+	uint64_t *hashes = out ? malloc(bh->hashes_length) : NULL;
 	XXH3_state_t *state = XXH3_createState();
+	uint64_t absent = UINT64_MAX; /* the first absent page with a hash */
 	int ret = 0;
 
-	*out = hashes;
-	if (!hashes || !state) {
+	if (out)
+		*out = hashes;
+	if ((out && !hashes) || !state) {
 		ret = mrs_err(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -259,49 +292,54 @@ static int read_hashes(int fd, const struct mrs_block_header *bh, uint64_t **out
 		if (ret)
 			goto out;
 		XXH3_64bits_update(state, buf, n * MRS_HASH_SIZE);
-		for (uint64_t i = 0; i < n; i++)
-			hashes[first + i] = mrs_get_hash(buf + i * MRS_HASH_SIZE);
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t h = mrs_get_hash(buf + i * MRS_HASH_SIZE);
+
+			if (h && absent == UINT64_MAX && !mrs_bitmap_test(bitmap, first + i))
+				absent = first + i;
+			if (hashes)
+				hashes[first + i] = h;
+		}
 	}
+	/* A damaged table is reported as such, before what its entries say. */
 	if (XXH3_64bits_digest(state) != bh->hashes_checksum)
 		ret =
 		    mrs_err(err, -EPROTO, "block '%s': checksum table checksum mismatch", bh->name);
+	else if (absent != UINT64_MAX)
+		ret = mrs_err(err, -EPROTO,
+			      "block '%s': page %" PRIu64
+			      " is absent but has a checksum in the table",
+			      bh->name, absent);
 out:
 	XXH3_freeState(state);
 	return ret;
 }
 
-/* Absent pages have no hash: a non-zero entry means table and bitmap disagree. */
-static int check_absent_hashes(const struct mrs_block_header *bh, const uint8_t *bitmap,
-			       const uint64_t *hashes, struct mrs_error *err)
+static int read_tables(int fd, unsigned flags, struct mrs_image_meta *m, struct mrs_error *err)
 {
-	for (uint64_t p = 0; p < bh->page_count; p++)
-		if (hashes[p] && !mrs_bitmap_test(bitmap, p))
-			return mrs_err(err, -EPROTO,
-				       "block '%s': page %" PRIu64
-				       " is absent but has a checksum in the table",
-				       bh->name, p);
-	return 0;
-}
-
-static int read_tables(int fd, struct mrs_image_meta *m, struct mrs_error *err)
-{
+	bool keep = !(flags & MRS_META_CHECK_TABLES_ONLY);
 	uint32_t n = m->sb.block_count;
-	int ret;
+	uint8_t *bitmap = NULL;
+	int ret = 0;
 
-	m->bitmaps = calloc(n, sizeof(*m->bitmaps));
-	m->hashes = calloc(n, sizeof(*m->hashes));
-	if (!m->bitmaps || !m->hashes)
-		return mrs_err(err, -ENOMEM, "out of memory");
-	for (uint32_t i = 0; i < n; i++) {
-		ret = read_bitmap(fd, &m->blocks[i], &m->bitmaps[i], err);
-		if (!ret)
-			ret = read_hashes(fd, &m->blocks[i], &m->hashes[i], err);
-		if (!ret)
-			ret = check_absent_hashes(&m->blocks[i], m->bitmaps[i], m->hashes[i], err);
-		if (ret)
-			return ret;
+	if (keep) {
+		m->bitmaps = calloc(n, sizeof(*m->bitmaps));
+		m->hashes = calloc(n, sizeof(*m->hashes));
+		if (!m->bitmaps || !m->hashes)
+			return mrs_err(err, -ENOMEM, "out of memory");
 	}
-	return 0;
+	for (uint32_t i = 0; !ret && i < n; i++) {
+		ret = read_bitmap(fd, &m->blocks[i], &bitmap, err);
+		if (!ret)
+			ret = read_hashes(fd, &m->blocks[i], bitmap, keep ? &m->hashes[i] : NULL,
+					  err);
+		if (keep)
+			m->bitmaps[i] = bitmap;
+		else
+			free(bitmap);
+		bitmap = NULL;
+	}
+	return ret;
 }
 
 int mrs_meta_read(int fd, unsigned flags, struct mrs_image_meta *meta, struct mrs_error *err)
@@ -336,8 +374,8 @@ int mrs_meta_read(int fd, unsigned flags, struct mrs_image_meta *meta, struct mr
 	if (!ret && complete)
 		ret = read_stream(fd, meta, err);
 	/* An incomplete image's tables were never written. */
-	if (!ret && complete && !(flags & MRS_META_HEADERS_ONLY))
-		ret = read_tables(fd, meta, err);
+	if (!ret && complete)
+		ret = read_tables(fd, flags, meta, err);
 	if (ret)
 		goto fail;
 	return 0;

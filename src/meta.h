@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "format.h"
 #include "stream.h"
@@ -18,20 +19,22 @@ struct mrs_image_meta {
 	uint64_t file_size;
 	struct mrs_superblock sb;
 	struct mrs_block_header *blocks; /* sb.block_count of them */
-	uint8_t **bitmaps;		 /* per block, as on disk */
-	uint64_t **hashes;		 /* per block, per page, in host order */
+	uint8_t **bitmaps;		 /* per block, as on disk (NULL: not kept) */
+	uint64_t **hashes;		 /* per block, per page, in host order (NULL: not kept) */
 	struct mrs_stream_info stream;
 };
 
 /* For mrs_meta_read(). */
 #define MRS_META_INCOMPLETE_OK 0x1u /* describe an unfinished image instead of refusing it */
-#define MRS_META_HEADERS_ONLY  0x2u /* skip bitmaps and checksum tables */
+/* Check bitmaps and checksum tables but keep neither: memory stays small for any image. */
+#define MRS_META_CHECK_TABLES_ONLY 0x2u
 
 /*
  * Read and validate the metadata of the image open on fd. Refuses (with
  * -EPROTO and a message saying why) anything damaged, and an incomplete image
  * unless MRS_META_INCOMPLETE_OK. Nothing is allocated in proportion to a size
- * the file claims before that size has been checked against the file's own.
+ * the file claims before that size has been checked against the file's own
+ * (and, for the control stream, against MRS_STREAM_MAX).
  */
 int mrs_meta_read(int fd, unsigned flags, struct mrs_image_meta *meta, struct mrs_error *err);
 void mrs_meta_free(struct mrs_image_meta *meta);
@@ -49,8 +52,13 @@ int mrs_meta_write_tables(int fd, struct mrs_block_header *bh, const uint8_t *bi
 int mrs_meta_write_stream(int fd, uint64_t stream_offset, const struct mrs_stream_buf *s,
 			  size_t *flushed, struct mrs_error *err);
 
-/* pread/pwrite that finish the job or fail; -EIO on an unexpected end of file. */
-int mrs_pread_all(int fd, void *buf, size_t len, uint64_t offset);
+/*
+ * pread until len bytes are read or the file ends: returns the bytes read
+ * (fewer than len only at the end of the file) or -errno. The caller decides
+ * what a short file means; for an image it is damage, never an I/O error.
+ */
+ssize_t mrs_pread_all(int fd, void *buf, size_t len, uint64_t offset);
+/* pwrite that finishes the job or fails: 0 or -errno. */
 int mrs_pwrite_all(int fd, const void *buf, size_t len, uint64_t offset);
 
 #endif

@@ -73,6 +73,10 @@ static int check_live_opts(const struct mrs_save_opts *o, struct mrs_error *err)
 		return mrs_err(err, -MRS_EUSAGE, "a live snapshot needs a way to freeze the guest");
 	if (o->live && o->max_rounds == 1)
 		return mrs_err(err, -MRS_EUSAGE, "a live snapshot takes at least 2 rounds");
+	/* More would not fit in a control stream that readers accept. */
+	if (o->live && o->max_rounds > MRS_MAX_ROUNDS)
+		return mrs_err(err, -MRS_EUSAGE, "a live snapshot takes at most %u rounds, not %u",
+			       MRS_MAX_ROUNDS, o->max_rounds);
 	return 0;
 }
 

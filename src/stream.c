@@ -60,12 +60,24 @@ static int grow(struct mrs_stream_buf *s, size_t need)
 	return 0;
 }
 
+/* The largest stream a snapshot writes, and the cap readers enforce, agree. */
+_Static_assert(2 * MRS_REC_HEADER + MRS_BLOCKS_PAYLOAD +
+		       (uint64_t)MRS_MAX_ROUNDS * (2 * MRS_REC_HEADER + MRS_ROUND_PAYLOAD) +
+		       MRS_REC_HEADER + MRS_END_PAYLOAD <=
+		   MRS_STREAM_MAX,
+	       "MRS_MAX_ROUNDS rounds must fit in a stream");
+
 int mrs_stream_append(struct mrs_stream_buf *s, uint32_t flags, const void *payload, uint32_t len)
 {
+	/* Room is kept for the END record: a stream that is full can still end. */
+	size_t limit = flags == MRS_REC_END ? MRS_STREAM_MAX
+					    : MRS_STREAM_MAX - MRS_REC_HEADER - MRS_END_PAYLOAD;
 	uint8_t *rec;
 
 	if (len > REC_MAX_PAYLOAD)
 		return -EINVAL;
+	if (s->len + MRS_REC_HEADER + len > limit)
+		return -EFBIG; /* readers would refuse it */
 	if (grow(s, MRS_REC_HEADER + len))
 		return -ENOMEM;
 	rec = s->data + s->len;

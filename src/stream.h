@@ -35,6 +35,12 @@
 #define MRS_ROUND_PAYLOAD  64u
 #define MRS_END_PAYLOAD	   16u
 
+/*
+ * Rounds one snapshot may take: their records (with an EOS each) fit in
+ * MRS_STREAM_MAX, the longest stream a reader accepts.
+ */
+#define MRS_MAX_ROUNDS 100000u
+
 #define MRS_ROUND_FROZEN      0x1u /* the guest was frozen for this round */
 #define MRS_ROUND_KNOWN_FLAGS MRS_ROUND_FROZEN
 
@@ -62,7 +68,11 @@ int mrs_stream_append_round(struct mrs_stream_buf *s, const struct mrs_round *ro
 int mrs_stream_append_eos(struct mrs_stream_buf *s);
 /* The last record: the number of records before it and a checksum of their bytes. */
 int mrs_stream_append_end(struct mrs_stream_buf *s);
-/* Append any record, valid or not: for the functions above and for tests. */
+/*
+ * Append any record, valid or not: for the functions above and for tests.
+ * Returns 0, -EINVAL (payload too long), -ENOMEM, or -EFBIG when the stream
+ * would grow past MRS_STREAM_MAX (room for the END record is always kept).
+ */
 int mrs_stream_append(struct mrs_stream_buf *s, uint32_t flags, const void *payload, uint32_t len);
 void mrs_stream_buf_free(struct mrs_stream_buf *s);
 

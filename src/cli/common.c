@@ -69,8 +69,10 @@ static int fail_exit(const struct mrs_error *err)
 		return EXIT_USAGE;
 	case -EPROTO:  /* damaged or incomplete image */
 	case -EBADMSG: /* a page did not match its checksum */
-	case -ENOTSUP: /* a format version this mrsnap does not read */
+	case -EPROTONOSUPPORT: /* a format version this mrsnap does not read */
 		return EXIT_DAMAGED;
+	/* -ENOTSUP (the same as -EOPNOTSUPP on Linux) is an operation the
+	 * system refused, like any other I/O error: exit 3, below. */
 	default:
 		return EXIT_FAILED;
 	}

@@ -143,8 +143,20 @@ static void test_superblock_rejections(void **state)
 	mrs_sb_encode(&sb, buf);
 	mrs_put_le32(buf + 8, 2);
 	reseal(buf, MRS_SB_SIZE);
-	assert_int_equal(mrs_sb_decode(buf, &out, &err), -ENOTSUP);
+	/* A code of its own, which no I/O error can be (ENOTSUP is EOPNOTSUPP). */
+	assert_int_equal(mrs_sb_decode(buf, &out, &err), -EPROTONOSUPPORT);
 	assert_msg_has(&err, "version 2");
+
+	/* A stream longer than any reader reads whole (mrsnap-image(5)). */
+	mrs_sb_encode(&sb, buf);
+	mrs_put_le64(buf + 88, MRS_STREAM_MAX + 1ull);
+	reseal(buf, MRS_SB_SIZE);
+	assert_int_equal(mrs_sb_decode(buf, &out, &err), -EPROTO);
+	assert_msg_has(&err, "more than the 16777216 a stream may have");
+	mrs_sb_encode(&sb, buf);
+	mrs_put_le64(buf + 88, MRS_STREAM_MAX);
+	reseal(buf, MRS_SB_SIZE);
+	assert_int_equal(mrs_sb_decode(buf, &out, &err), 0);
 
 	mrs_sb_encode(&sb, buf);
 	mrs_put_le32(buf + 64, MRS_MAX_BLOCKS + 1);
@@ -161,6 +173,37 @@ static void test_superblock_rejections(void **state)
 	memcpy(buf, "NOTANIMG", 8);
 	assert_int_equal(mrs_sb_decode(buf, &out, &err), -EPROTO);
 	assert_msg_has(&err, "not an mrsnap image");
+}
+
+/*
+ * A decoder that fails leaves zeros, not the caller's old bytes: fuzz_headers
+ * used to go on with a superblock left uninitialised by a bad magic.
+ */
+static void test_failed_decode_leaves_zeros(void **state)
+{
+	struct mrs_superblock sb = sample_sb(), out, zero_sb;
+	struct mrs_block_header bh = sample_bh(), out_bh, zero_bh;
+	struct mrs_error err = {0};
+	static uint8_t buf[MRS_BH_SIZE];
+
+	memset(&zero_sb, 0, sizeof(zero_sb));
+	memset(&zero_bh, 0, sizeof(zero_bh));
+	mrs_sb_encode(&sb, buf);
+	memcpy(buf, "NOTANIMG", 8);
+	memset(&out, 0xa5, sizeof(out));
+	assert_int_equal(mrs_sb_decode(buf, &out, &err), -EPROTO);
+	assert_memory_equal(&out, &zero_sb, sizeof(out));
+
+	mrs_bh_encode(&bh, buf);
+	memcpy(buf, "NOTABLCK", 8);
+	memset(&out_bh, 0xa5, sizeof(out_bh));
+	assert_int_equal(mrs_bh_decode(buf, &out_bh, &err), -EPROTO);
+	assert_memory_equal(&out_bh, &zero_bh, sizeof(out_bh));
+	mrs_bh_encode(&bh, buf);
+	buf[20] ^= 1; /* checksum mismatch */
+	memset(&out_bh, 0xa5, sizeof(out_bh));
+	assert_int_equal(mrs_bh_decode(buf, &out_bh, &err), -EPROTO);
+	assert_memory_equal(&out_bh, &zero_bh, sizeof(out_bh));
 }
 
 static void test_block_header_rejections(void **state)
@@ -373,6 +416,7 @@ int main(void)
 	    cmocka_unit_test(test_block_header_any_byte_corruption),
 	    cmocka_unit_test(test_superblock_rejections),
 	    cmocka_unit_test(test_block_header_rejections),
+	    cmocka_unit_test(test_failed_decode_leaves_zeros),
 	    cmocka_unit_test(test_layout_small),
 	    cmocka_unit_test(test_layout_above_4g_and_huge_pages),
 	    cmocka_unit_test(test_layout_many_blocks),

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -143,29 +144,66 @@ static void test_incomplete_refused(void **state)
 	mrs_meta_free(&m);
 }
 
+/*
+ * Damaged tables are refused whether they are kept (restore, verify) or only
+ * checked (info: MRS_META_CHECK_TABLES_ONLY; a build where info skipped the
+ * tables said "complete: yes" of an image restore refused).
+ */
 static void test_damaged_tables_refused(void **state)
 {
+	static const unsigned modes[] = {0, MRS_META_INCOMPLETE_OK | MRS_META_CHECK_TABLES_ONLY};
 	struct fixture *f = *state;
 	struct mrs_image_meta m;
 	struct mrs_error err = {0};
 	uint8_t byte;
 
-	write_image(f, true);
-	assert_int_equal(pread(f->fd, &byte, 1, (off_t)f->blocks[1].bitmap_offset), 1);
-	byte ^= 0x40;
-	assert_int_equal(pwrite(f->fd, &byte, 1, (off_t)f->blocks[1].bitmap_offset), 1);
-	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
-	assert_msg_has(&err, "block 'ram1': bitmap checksum mismatch");
+	for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		unsigned flags = modes[i];
+
+		write_image(f, true);
+		assert_int_equal(pread(f->fd, &byte, 1, (off_t)f->blocks[1].bitmap_offset), 1);
+		byte ^= 0x40;
+		assert_int_equal(pwrite(f->fd, &byte, 1, (off_t)f->blocks[1].bitmap_offset), 1);
+		assert_int_equal(mrs_meta_read(f->fd, flags, &m, &err), -EPROTO);
+		assert_msg_has(&err, "block 'ram1': bitmap checksum mismatch");
+
+		write_image(f, true);
+		assert_int_equal(pwrite(f->fd, "x", 1, (off_t)f->blocks[0].hashes_offset + 17), 1);
+		assert_int_equal(mrs_meta_read(f->fd, flags, &m, &err), -EPROTO);
+		assert_msg_has(&err, "block 'ram0': checksum table checksum mismatch");
+
+		/* A checksum for an absent page (1), with the table's own checksum right. */
+		write_image(f, true);
+		f->hashes[0][1] = 0x5eed;
+		assert_int_equal(
+		    mrs_meta_write_tables(f->fd, &f->blocks[0], f->bitmaps[0], f->hashes[0], &err),
+		    0);
+		assert_int_equal(
+		    mrs_meta_write_headers(f->fd, MRS_SB_AREA, f->blocks, NBLOCKS, &err), 0);
+		assert_int_equal(mrs_meta_read(f->fd, flags, &m, &err), -EPROTO);
+		assert_msg_has(&err, "block 'ram0': page 1 is absent but has a checksum");
+
+		write_image(f, true);
+		assert_int_equal(pwrite(f->fd, "x", 1, (off_t)f->sb.stream_offset + 20), 1);
+		assert_int_equal(mrs_meta_read(f->fd, flags, &m, &err), -EPROTO);
+		assert_msg_has(&err, "checksum mismatch");
+	}
+}
+
+/* Checking the tables without keeping them: what info does, in bounded memory. */
+static void test_check_tables_only(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
 
 	write_image(f, true);
-	assert_int_equal(pwrite(f->fd, "x", 1, (off_t)f->blocks[0].hashes_offset + 17), 1);
-	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
-	assert_msg_has(&err, "block 'ram0': checksum table checksum mismatch");
-
-	write_image(f, true);
-	assert_int_equal(pwrite(f->fd, "x", 1, (off_t)f->sb.stream_offset + 20), 1);
-	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
-	assert_msg_has(&err, "checksum mismatch");
+	if (mrs_meta_read(f->fd, MRS_META_CHECK_TABLES_ONLY, &m, &err))
+		fail_msg("%s", err.msg);
+	assert_null(m.bitmaps);
+	assert_null(m.hashes);
+	assert_int_equal(m.blocks[0].pages_present, (f->blocks[0].page_count + 1) / 2);
+	mrs_meta_free(&m);
 }
 
 static void test_stream_past_end_refused(void **state)
@@ -175,7 +213,7 @@ static void test_stream_past_end_refused(void **state)
 	struct mrs_error err = {0};
 
 	write_image(f, true);
-	f->sb.stream_length = 1ull << 40; /* a stream longer than the file */
+	f->sb.stream_length = MRS_STREAM_MAX; /* longer than the file, not than the cap */
 	assert_int_equal(mrs_meta_write_superblock(f->fd, &f->sb, &err), 0);
 	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
 	assert_msg_has(&err, "control stream");
@@ -214,6 +252,23 @@ void *__wrap_calloc(size_t n, size_t size)
 	return __real_calloc(n, size);
 }
 
+/*
+ * fstat, through -Wl,--wrap: fstat_extra bytes more than the file has, as if
+ * it were cut between the size check and the reads.
+ */
+static off_t fstat_extra;
+int __real_fstat(int fd, struct stat *st);
+int __wrap_fstat(int fd, struct stat *st);
+
+int __wrap_fstat(int fd, struct stat *st)
+{
+	int ret = __real_fstat(fd, st);
+
+	if (ret == 0)
+		st->st_size += fstat_extra;
+	return ret;
+}
+
 /* Rewrite the block headers with the fixture's (changed) fields, checksums and all. */
 static void rewrite_header(struct fixture *f)
 {
@@ -230,9 +285,10 @@ static void assert_refused(struct fixture *f, const char *needle)
 
 	largest_alloc = 0;
 	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
-	assert_msg_has(&err, needle);
 	if (largest_alloc > (1u << 20))
-		fail_msg("refusing a hostile image allocated %zu bytes", largest_alloc);
+		fail_msg("refusing a hostile image allocated %zu bytes (%s)", largest_alloc,
+			 err.msg);
+	assert_msg_has(&err, needle);
 }
 
 static void test_hostile_offsets(void **state)
@@ -268,6 +324,64 @@ static void test_hostile_sizes(void **state)
 	f->blocks[0].hashes_length = (1ull << 40) * 8;
 	rewrite_header(f);
 	assert_refused(f, "past the end of the file");
+}
+
+/*
+ * A crafted image once made mrsnap allocate (and read) 525 MB before
+ * refusing it: a sparse file, and a superblock whose stream_length, checksum
+ * and all, covers most of it. The length is capped before anything is
+ * allocated for it.
+ */
+static void test_hostile_stream_length(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_error err = {0};
+
+	write_image(f, true);
+	f->sb.stream_length = 512ull << 20;
+	assert_int_equal(ftruncate(f->fd, (off_t)(f->sb.stream_offset + f->sb.stream_length)), 0);
+	assert_int_equal(mrs_meta_write_superblock(f->fd, &f->sb, &err), 0);
+	assert_refused(f, "more than the 16777216 a stream may have");
+}
+
+/* 1024 block headers claimed by a small file: no 4 MiB of headers for it. */
+static void test_hostile_block_count(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_error err = {0};
+
+	write_image(f, true);
+	f->sb.block_count = MRS_MAX_BLOCKS;
+	assert_int_equal(mrs_meta_write_superblock(f->fd, &f->sb, &err), 0);
+	assert_int_equal(ftruncate(f->fd, 1 << 20), 0);
+	assert_refused(f, "block table at offset 0x1000, 0x400000 bytes long, runs past the end");
+}
+
+/*
+ * A file that ends early, where the layout check (told a larger size) could
+ * not see it: damage named with its offset, not a made-up EIO (exit 3).
+ */
+static void test_file_ends_early(void **state)
+{
+	struct fixture *f = *state;
+	struct mrs_image_meta m;
+	struct mrs_error err = {0};
+	uint64_t full;
+
+	write_image(f, true);
+	full = f->sb.stream_offset + f->sb.stream_length;
+	assert_int_equal(ftruncate(f->fd, MRS_SB_AREA), 0);
+	fstat_extra = (off_t)(full - MRS_SB_AREA);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "cannot read block header at offset 0x1000: the file ends at 0x1000");
+
+	write_image(f, true);
+	assert_int_equal(ftruncate(f->fd, (off_t)f->sb.stream_offset + 20), 0);
+	fstat_extra = (off_t)(full - f->sb.stream_offset - 20);
+	assert_int_equal(mrs_meta_read(f->fd, 0, &m, &err), -EPROTO);
+	assert_msg_has(&err, "cannot read control stream at offset 0x");
+	assert_msg_has(&err, "the file ends at 0x");
+	fstat_extra = 0;
 }
 
 static void test_hostile_name(void **state)
@@ -316,9 +430,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incomplete_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_tables_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_check_tables_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stream_past_end_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_offsets, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_sizes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_stream_length, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_block_count, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_file_ends_early, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_name, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hostile_bitmap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_an_image, setup, teardown),

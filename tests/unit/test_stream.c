@@ -295,6 +295,33 @@ static void test_round_order_and_flags(void **state)
 	mrs_stream_buf_free(&s);
 }
 
+/*
+ * The writer cannot make a stream that readers refuse (longer than
+ * MRS_STREAM_MAX), and a full stream can still be ended.
+ */
+static void test_writer_cap(void **state)
+{
+	struct mrs_stream_buf s = {0};
+	struct mrs_stream_info info;
+	struct mrs_error err = {0};
+	struct mrs_round r = sample_round(0);
+	int ret = 0;
+
+	assert_int_equal(mrs_stream_append_blocks(&s, 1, 4096), 0);
+	for (uint32_t n = 0; n < MRS_STREAM_MAX / MRS_ROUND_PAYLOAD && !ret; n++) {
+		r.number = n;
+		r.flags = 0;
+		ret = mrs_stream_append_round(&s, &r);
+	}
+	assert_int_equal(ret, -EFBIG);
+	assert_true(s.len <= MRS_STREAM_MAX);
+	assert_int_equal(mrs_stream_append_end(&s), 0);
+	assert_true(s.len <= MRS_STREAM_MAX);
+	assert_int_equal(parse(&s, &info, &err), 0);
+	mrs_stream_info_free(&info);
+	mrs_stream_buf_free(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +336,7 @@ int main(void)
 	    cmocka_unit_test(test_missing_end),
 	    cmocka_unit_test(test_end_checks),
 	    cmocka_unit_test(test_round_order_and_flags),
+	    cmocka_unit_test(test_writer_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
