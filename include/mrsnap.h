@@ -55,6 +55,12 @@ struct mrs_progress {
 	uint64_t bytes_total;
 	uint64_t bytes_moved; /* bytes actually written or read (zero pages cost none) */
 	uint64_t elapsed_ns;  /* since the phase began */
+	/*
+	 * The guest is frozen now: the callback should return at once and not
+	 * write to a terminal or pipe (which can block, and every moment here
+	 * is downtime). It is still called, so that it can stop the operation.
+	 */
+	int frozen;
 };
 
 /*
@@ -142,9 +148,22 @@ struct mrs_save_opts {
 	unsigned downtime_ms; /* target for the frozen round; default 300 */
 	unsigned max_rounds;  /* all rounds, the frozen one included; default 30, at least 2 */
 
-	/* Called from the calling thread after each round; may be NULL. */
+	/*
+	 * Called from the calling thread after each round; may be NULL. Never
+	 * while the guest is frozen: the frozen round is reported once the
+	 * guest is thawed (or, with leave_frozen, once the image is in place).
+	 */
 	void (*round_done)(void *ctx, const struct mrs_round_info *round);
 	void *round_ctx;
+
+	/*
+	 * Do not thaw the guest after a successful snapshot (save, then kill
+	 * the guest, as CRIU's --leave-stopped): it stays frozen when mrs_save
+	 * returns 0, and the caller thaws it with mrs_freezer_thaw() if it
+	 * changes its mind. On failure the guest is thawed as always. Needs a
+	 * freezer.
+	 */
+	int leave_frozen;
 };
 
 /* Why the live rounds ended. */
@@ -168,7 +187,8 @@ struct mrs_save_report {
 	uint32_t nrounds;
 	struct mrs_round_info *rounds; /* nrounds of them; free with mrs_save_report_free() */
 	enum mrs_stop_reason stop_reason;
-	uint64_t downtime_ns;	/* from the start of freezing to the end of thawing; 0 if none */
+	uint64_t downtime_ns;	/* from the start of freezing to the end of thawing (with
+				   leave_frozen: until the image was in place); 0 if none */
 	unsigned stale_removed; /* temporary files of dead snapshots to the same image, removed */
 };
 
@@ -180,6 +200,13 @@ struct mrs_save_report {
  * temporary name in the same directory, mode 0600, and renamed into place
  * only once it is complete and durable; on failure nothing is left behind.
  * An existing file (or symlink) at path is an error (-EEXIST) unless force.
+ *
+ * The guest is thawed on every way out. A thaw that fails after the final
+ * round does not cost the image, which is consistent from then on: it is
+ * completed and put in place, report is filled, and mrs_save returns the
+ * thaw's error, with a message that says the image is complete and that
+ * the guest may still be frozen. A thaw that fails after another failure
+ * adds that to the message of the first.
  */
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	     const struct mrs_save_opts *opts, struct mrs_save_report *report,

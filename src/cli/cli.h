@@ -82,6 +82,8 @@ void cli_progress_setup(struct cli_common *c);
 void cli_progress_done(void);
 /* The signal that interrupted the operation, or 0. */
 int cli_interrupted(void);
+/* "SIGHUP" for a signal cli_progress_setup() catches. */
+const char *cli_signal_name(int sig);
 
 /* Human-readable sizes and rates: "1.5 GiB", "850 MiB/s". */
 void cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);

@@ -59,8 +59,10 @@ int cli_report_failure(int ret, const struct mrs_error *err, const char *after_i
 	int sig = cli_interrupted();
 
 	if (ret == -ECANCELED && sig) {
-		cli_error("interrupted by %s%s", sig == SIGINT ? "SIGINT" : "SIGTERM",
-			  after_interrupt);
+		/* The library says "interrupted", and maybe more (a thaw that failed). */
+		const char *more = strncmp(err->msg, "interrupted", 11) ? "" : err->msg + 11;
+
+		cli_error("interrupted by %s%s%s", cli_signal_name(sig), more, after_interrupt);
 		return EXIT_FAILED;
 	}
 	return cli_fail(err);
