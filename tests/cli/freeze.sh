@@ -95,6 +95,17 @@ for live in --live ""; do
 	expect_running $gpid # --freeze-pid thawed it
 done
 rm -f "$T/vm.img"
+# A thaw that fails on the way out of another failure is not hidden by it.
+# Before, it was dropped: the message said only "interrupted by SIGINT", or
+# only "the freeze command exited with status 7" (both seen).
+expect_rc 3 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
+	--freeze-cmd "kill -INT \$PPID" --thaw-cmd "exit 4"
+expect_err "interrupted by SIGINT; and the guest may still be frozen: cannot thaw the guest: the thaw command exited with status 4"
+expect_no_image "SIGINT and a failed thaw"
+expect_rc 3 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
+	--freeze-cmd "exit 7" --thaw-cmd "exit 4"
+expect_err "the freeze command exited with status 7: exit 7; and cannot thaw the guest, it may still be frozen: the thaw command exited with status 4"
+expect_no_image "a failed freeze and a failed thaw"
 
 # A process that was stopped before mrsnap ran stays stopped. Before, the
 # thaw sent it SIGCONT ("process ... is running again", seen).

@@ -502,6 +502,45 @@ static void test_leave_frozen(void **state)
 	stop_child(child);
 }
 
+static int thaw_fails(void *ctx, struct mrs_error *err)
+{
+	(void)ctx;
+	err->code = -ECHILD;
+	snprintf(err->msg, sizeof(err->msg), "the test's thaw fails");
+	return -ECHILD;
+}
+
+/*
+ * A thaw that fails after the final round keeps the image, which is
+ * complete: it is in place and verifies, the report is filled, and the
+ * thaw's error says both facts. Before, the image was discarded (seen).
+ */
+static void test_failed_thaw_keeps_image(void **state)
+{
+	static const struct mrs_freezer_ops ops = {"failing", freeze_nothing, thaw_fails, NULL};
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_save_report report;
+	struct mrs_freezer *fz;
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_freezer_new(&fz, &ops, NULL, NULL), 0);
+	o.freezers = &fz;
+	o.nfreezers = 1;
+	for (int live = 0; live < 2; live++) {
+		o.live = live;
+		memset(&report, 0, sizeof(report));
+		assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, &report, &err), -ECHILD);
+		assert_msg_has(&err, "is complete, but the guest may still be frozen");
+		assert_msg_has(&err, "cannot thaw the guest: the test's thaw fails");
+		assert_int_equal(mrs_verify(f->image, NULL, NULL, NULL), 0);
+		assert_true(report.nrounds >= 1 && report.pages_present > 0);
+		mrs_save_report_free(&report);
+		unlink(f->image);
+	}
+	mrs_freezer_free(fz);
+}
+
 /* EIO on the nth image read of channel 0. */
 static atomic_int reads_seen;
 static int eio_on_read(void *ctx, unsigned channel, const struct mrs_io *io, int res)
@@ -553,6 +592,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_save_fsync_fails_at_every_call, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_live_final_round_fails_thaws, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_leave_frozen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_thaw_keeps_image, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_eio, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_target_cannot_be_created, setup, teardown),
 	};
