@@ -467,6 +467,8 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	int ret, tret = 0;
 
 	s.file.fd = -1;
+	if (report) /* so that mrs_save_report_free() is always safe */
+		memset(report, 0, sizeof(*report));
 	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
 	if (!ret && s.io.progress) {
 		s.progress = s.io.progress;

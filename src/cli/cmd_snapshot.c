@@ -307,8 +307,11 @@ static int run(struct args *a)
 		a->opts.round_done = round_done;
 	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
 	cli_progress_done();
-	if (ret)
+	if (ret) {
+		/* A thaw that failed after a good image fills the report too. */
+		mrs_save_report_free(&report);
 		return cli_report_failure(ret, &err, "; no image was written");
+	}
 	if (a->c.json)
 		print_json(a, &report);
 	else if (!a->c.quiet)

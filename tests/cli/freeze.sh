@@ -183,7 +183,7 @@ kill $gpid
 # within 10000 ms", seen).
 start_guest "$R/ram" --main-exits
 n=0
-while ! thread_states $gpid | grep -q Z && [ $n -lt 1000 ]; do
+while [ -d /proc/$gpid ] && ! thread_states $gpid | grep -q Z && [ $n -lt 1000 ]; do
 	sleep 0.01
 	n=$((n + 1))
 done

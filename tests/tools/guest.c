@@ -114,7 +114,8 @@ static void *run(void *arg)
 
 int main(int argc, char **argv)
 {
-	struct guest g = {.mode = MIXED, .hold_us = 20};
+	/* Static: with --main-exits, main's stack is gone while the thread runs. */
+	static struct guest g = {.mode = MIXED, .hold_us = 20};
 	unsigned ws_pct = 5;
 	uint64_t seed = 1, pages;
 	struct stat st;
