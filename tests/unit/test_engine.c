@@ -538,6 +538,13 @@ static void test_failed_thaw_keeps_image(void **state)
 		mrs_save_report_free(&report);
 		unlink(f->image);
 	}
+	/* After another failure, that failure's code is returned, err or not. */
+	rename_err = ENOSPC;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -ENOSPC);
+	assert_msg_has(&err, "cannot rename");
+	assert_msg_has(&err, "; and the guest may still be frozen: cannot thaw the guest");
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), -ENOSPC);
+	assert_nothing_left(f);
 	mrs_freezer_free(fz);
 }
 
