@@ -454,7 +454,8 @@ static int thaw_failed(const char *path, int ret, const struct mrs_error *terr,
 		return mrs_err(err, terr->code,
 			       "the image '%s' is complete, but the guest may still be frozen: %s",
 			       path, terr->msg);
-	return mrs_err_suffix(err, "; and the guest may still be frozen: %s", terr->msg);
+	mrs_err_suffix(err, "; and the guest may still be frozen: %s", terr->msg);
+	return ret;
 }
 
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
