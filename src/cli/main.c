@@ -53,7 +53,7 @@ int main(int argc, char **argv)
 		/* getopt names the program in its messages: "mrsnap restore: ..." */
 		snprintf(prog, sizeof(prog), "mrsnap %s", cmd);
 		argv[1] = prog;
-		return commands[i].run(argc - 1, argv + 1);
+		return cli_finish_output(commands[i].run(argc - 1, argv + 1));
 	}
 	return cli_usage_error(NULL, "unknown command '%s'", cmd);
 }

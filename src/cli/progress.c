@@ -5,6 +5,7 @@
  * the library, which then stops cleanly (removing a partial image, thawing a
  * guest) and returns.
  */
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -107,6 +108,19 @@ void cli_progress_setup(struct cli_common *c)
 	show = c->progress > 0 || (c->progress < 0 && !c->quiet && isatty(STDERR_FILENO));
 	c->io.progress = on_progress;
 	c->io.progress_ctx = NULL;
+}
+
+/*
+ * SIGPIPE is ignored, so a reader that went away shows as a write error on
+ * stdout: say so, rather than exit 0 with the output lost.
+ */
+int cli_finish_output(int code)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return code;
+	cli_error("cannot write to standard output: %s", errno ? strerror(errno) : "write error");
+	return code == EXIT_OK ? EXIT_FAILED : code;
 }
 
 void cli_progress_done(void)

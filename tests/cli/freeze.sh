@@ -51,6 +51,22 @@ expect_rc 0 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
 expect_running $gpid
 expect_rc 0 "$MRSNAP" verify -q "$T/vm.img"
 rm -f "$T/vm.img"
+# A real broken pipe: stdout is a FIFO whose reader has gone. The write
+# fails (EPIPE) and says so, exit 3; the image, complete before, stays.
+# Before: killed by SIGPIPE, exit 141 (seen).
+mkfifo "$T/fifo"
+(exec 5<"$T/fifo") &
+reader=$!
+exec 6>"$T/fifo"
+wait $reader
+"$MRSNAP" snapshot --json "$T/vm.img" --ram pc.ram="$R/ram" --freeze-pid $gpid >&6 2>"$T/err"
+rc=$?
+exec 6>&-
+[ $rc = 3 ] || fail "snapshot to a broken pipe: exit $rc, not 3"
+expect_err "cannot write to standard output: Broken pipe"
+expect_running $gpid
+expect_rc 0 "$MRSNAP" verify -q "$T/vm.img"
+rm -f "$T/vm.img"
 
 # Nothing is written to stderr while the guest is frozen: the freeze command
 # and the thaw command note the size of mrsnap's stderr, which must be the
