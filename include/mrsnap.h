@@ -112,12 +112,23 @@ struct mrs_freezer;
 /* A freezer from your own ops (ctx is passed to them, and destroyed with it). */
 int mrs_freezer_new(struct mrs_freezer **out, const struct mrs_freezer_ops *ops, void *ctx,
 		    struct mrs_error *err);
-/* SIGSTOP every process, then wait until all their threads show as stopped; SIGCONT to thaw. */
+/*
+ * SIGSTOP every process, then wait until all their threads show as stopped
+ * (zombie threads count as stopped); SIGCONT to thaw, except to a process
+ * that was stopped already before the freeze.
+ */
 int mrs_freezer_new_pids(struct mrs_freezer **out, const int *pids, unsigned npids,
 			 struct mrs_error *err);
-/* A cgroup: v2 cgroup.freeze (waiting for "frozen 1" in cgroup.events) or v1 freezer.state. */
+/*
+ * A cgroup: v2 cgroup.freeze (waiting for "frozen 1" in cgroup.events) or v1
+ * freezer.state. A cgroup that was frozen already before the freeze is not
+ * thawed.
+ */
 int mrs_freezer_new_cgroup(struct mrs_freezer **out, const char *dir, struct mrs_error *err);
-/* Two commands run through /bin/sh; a non-zero exit of either is a failure. */
+/*
+ * Two commands run through /bin/sh, in a process group of their own; a
+ * non-zero exit of either is a failure.
+ */
 int mrs_freezer_new_commands(struct mrs_freezer **out, const char *freeze_cmd, const char *thaw_cmd,
 			     struct mrs_error *err);
 int mrs_freezer_freeze(struct mrs_freezer *f, struct mrs_error *err);
