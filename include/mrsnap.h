@@ -72,6 +72,12 @@ struct mrs_progress {
 	uint64_t bytes_total;
 	uint64_t bytes_moved; /* bytes actually written or read (zero pages cost none) */
 	uint64_t elapsed_ns;  /* since the phase began */
+	/*
+	 * The guest is frozen now: the callback should return at once and not
+	 * write to a terminal or pipe (which can block, and every moment here
+	 * is downtime). It is still called, so that it can stop the operation.
+	 */
+	int frozen;
 };
 
 /*
@@ -123,12 +129,23 @@ struct mrs_freezer;
 /* A freezer from your own ops (ctx is passed to them, and destroyed with it). */
 int mrs_freezer_new(struct mrs_freezer **out, const struct mrs_freezer_ops *ops, void *ctx,
 		    struct mrs_error *err);
-/* SIGSTOP every process, then wait until all their threads show as stopped; SIGCONT to thaw. */
+/*
+ * SIGSTOP every process, then wait until all their threads show as stopped
+ * (zombie threads count as stopped); SIGCONT to thaw, except to a process
+ * that was stopped already before the freeze.
+ */
 int mrs_freezer_new_pids(struct mrs_freezer **out, const int *pids, unsigned npids,
 			 struct mrs_error *err);
-/* A cgroup: v2 cgroup.freeze (waiting for "frozen 1" in cgroup.events) or v1 freezer.state. */
+/*
+ * A cgroup: v2 cgroup.freeze (waiting for "frozen 1" in cgroup.events) or v1
+ * freezer.state. A cgroup that was frozen already before the freeze is not
+ * thawed.
+ */
 int mrs_freezer_new_cgroup(struct mrs_freezer **out, const char *dir, struct mrs_error *err);
-/* Two commands run through /bin/sh; a non-zero exit of either is a failure. */
+/*
+ * Two commands run through /bin/sh, in a process group of their own; a
+ * non-zero exit of either is a failure.
+ */
 int mrs_freezer_new_commands(struct mrs_freezer **out, const char *freeze_cmd, const char *thaw_cmd,
 			     struct mrs_error *err);
 int mrs_freezer_freeze(struct mrs_freezer *f, struct mrs_error *err);
@@ -159,9 +176,22 @@ struct mrs_save_opts {
 	unsigned downtime_ms; /* target for the frozen round; default 300 */
 	unsigned max_rounds;  /* all rounds, the frozen one included; default 30, 2..100000 */
 
-	/* Called from the calling thread after each round; may be NULL. */
+	/*
+	 * Called from the calling thread after each round; may be NULL. Never
+	 * while the guest is frozen: the frozen round is reported once the
+	 * guest is thawed (or, with leave_frozen, once the image is in place).
+	 */
 	void (*round_done)(void *ctx, const struct mrs_round_info *round);
 	void *round_ctx;
+
+	/*
+	 * Do not thaw the guest after a successful snapshot (save, then kill
+	 * the guest, as CRIU's --leave-stopped): it stays frozen when mrs_save
+	 * returns 0, and the caller thaws it with mrs_freezer_thaw() if it
+	 * changes its mind. On failure the guest is thawed as always. Needs a
+	 * freezer.
+	 */
+	int leave_frozen;
 };
 
 /* Why the live rounds ended. */
@@ -185,7 +215,8 @@ struct mrs_save_report {
 	uint32_t nrounds;
 	struct mrs_round_info *rounds; /* nrounds of them; free with mrs_save_report_free() */
 	enum mrs_stop_reason stop_reason;
-	uint64_t downtime_ns;	/* from the start of freezing to the end of thawing; 0 if none */
+	uint64_t downtime_ns;	/* from the start of freezing to the end of thawing (with
+				   leave_frozen: until the image was in place); 0 if none */
 	unsigned stale_removed; /* temporary files of dead snapshots to the same image, removed */
 	/*
 	 * Set when mrs_save fails after the image was renamed into place: only
@@ -210,6 +241,14 @@ struct mrs_save_report {
  * Anything at path but a regular file or a symlink (a device node, a FIFO, a
  * socket: -EEXIST; a directory: -EISDIR) is never replaced, force or not; an
  * empty path is -EINVAL.
+ *
+ * The guest is thawed on every way out. A thaw that fails after the final
+ * round does not cost the image, which is consistent from then on: it is
+ * completed and put in place, report is filled, and mrs_save returns the
+ * thaw's error, with a message that says the image is complete and that
+ * the guest may still be frozen. report is zeroed first: calling
+ * mrs_save_report_free() on it is right after any return. A thaw that fails after another failure
+ * adds that to the message of the first.
  */
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	     const struct mrs_save_opts *opts, struct mrs_save_report *report,

@@ -61,3 +61,17 @@ int mrs_err_prefix(struct mrs_error *err, const char *fmt, ...)
 	}
 	return err->code;
 }
+
+int mrs_err_suffix(struct mrs_error *err, const char *fmt, ...)
+{
+	size_t len;
+	va_list ap;
+
+	if (!err)
+		return -EIO;
+	len = strnlen(err->msg, sizeof(err->msg) - 1);
+	va_start(ap, fmt);
+	vsnprintf(err->msg + len, sizeof(err->msg) - len, fmt, ap);
+	va_end(ap);
+	return err->code;
+}

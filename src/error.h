@@ -23,4 +23,12 @@ int mrs_err_errno(struct mrs_error *err, int code, const char *fmt, ...)
 int mrs_err_prefix(struct mrs_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * Append more to a message already in err (cut to fit), keeping its code:
+ * a second failure on the way out, such as a thaw that failed too.
+ * Returns err->code, or -EIO when err is NULL.
+ */
+int mrs_err_suffix(struct mrs_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif

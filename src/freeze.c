@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Freeze providers: processes (SIGSTOP/SIGCONT), cgroups (v2 cgroup.freeze
- * or v1 freezer.state) and a pair of shell commands.
+ * or v1 freezer.state) and a pair of shell commands. A process or cgroup that
+ * was already stopped or frozen before the freeze is left so by the thaw:
+ * mrsnap undoes only what it did.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -71,7 +73,13 @@ int mrs_freeze_all(struct mrs_freezer *const *f, unsigned n, struct mrs_error *e
 		int ret = mrs_freezer_freeze(f[i], err);
 
 		if (ret) {
-			mrs_thaw_all(f, n, NULL);
+			struct mrs_error terr;
+
+			if (mrs_thaw_all(f, n, &terr))
+				mrs_err_suffix(err,
+					       "; and cannot thaw the guest, it may still be "
+					       "frozen: %s",
+					       terr.msg);
 			return ret;
 		}
 	}
@@ -102,6 +110,7 @@ int mrs_thaw_all(struct mrs_freezer *const *f, unsigned n, struct mrs_error *err
 
 struct pids {
 	int *pid;
+	bool *was_stopped; /* stopped before we came: left stopped by the thaw */
 	unsigned n;
 	unsigned stopped; /* pids signalled so far */
 };
@@ -124,7 +133,12 @@ static char task_state(const char *stat_path)
 	return paren && paren[1] == ' ' ? paren[2] : 0;
 }
 
-/* 1 if every thread of pid is stopped, 0 if not yet, -errno if it is gone. */
+/*
+ * 1 if every thread of pid is stopped, 0 if not yet, -errno if it is gone.
+ * Zombie and dead threads count as stopped: they run no more, and a process
+ * whose main thread has exited (pthread_exit) keeps a zombie leader while
+ * its other threads run on.
+ */
 static int all_threads_stopped(int pid)
 {
 	char path[64], stat[64 + 256 + 8];
@@ -143,7 +157,7 @@ static int all_threads_stopped(int pid)
 			continue;
 		snprintf(stat, sizeof(stat), "%s/%s/stat", path, de->d_name);
 		s = task_state(stat);
-		if (s != 'T' && s != 't' && s != 0) { /* 0: the thread just exited */
+		if (s != 'T' && s != 't' && s != 'Z' && s != 'X' && s != 0) { /* 0: just exited */
 			ret = 0;
 			break;
 		}
@@ -156,10 +170,17 @@ static int pids_freeze(void *ctx, struct mrs_error *err)
 {
 	struct pids *p = ctx;
 
-	for (p->stopped = 0; p->stopped < p->n; p->stopped++)
+	/*
+	 * A process that is stopped already (by its owner, a debugger, an
+	 * earlier mrsnap with --leave-frozen) still gets the SIGSTOP, which
+	 * changes nothing, but not the SIGCONT.
+	 */
+	for (p->stopped = 0; p->stopped < p->n; p->stopped++) {
+		p->was_stopped[p->stopped] = all_threads_stopped(p->pid[p->stopped]) == 1;
 		if (kill(p->pid[p->stopped], SIGSTOP))
 			return mrs_err_errno(err, -errno, "cannot stop process %d",
 					     p->pid[p->stopped]);
+	}
 	for (unsigned i = 0; i < p->n; i++) {
 		unsigned waited = 0;
 		int ret;
@@ -184,7 +205,7 @@ static int pids_thaw(void *ctx, struct mrs_error *err)
 	int ret = 0;
 
 	for (unsigned i = 0; i < p->stopped; i++)
-		if (kill(p->pid[i], SIGCONT) && !ret)
+		if (!p->was_stopped[i] && kill(p->pid[i], SIGCONT) && !ret)
 			ret = mrs_err_errno(err, -errno, "cannot resume process %d", p->pid[i]);
 	p->stopped = 0;
 	return ret;
@@ -195,6 +216,7 @@ static void pids_destroy(void *ctx)
 	struct pids *p = ctx;
 
 	free(p->pid);
+	free(p->was_stopped);
 	free(p);
 }
 
@@ -206,8 +228,10 @@ int mrs_freezer_new_pids(struct mrs_freezer **out, const int *pids, unsigned n,
 	struct pids *p = calloc(1, sizeof(*p));
 
 	*out = NULL;
-	if (!p || !(p->pid = calloc(n ? n : 1, sizeof(int)))) {
-		free(p);
+	if (!p || !(p->pid = calloc(n ? n : 1, sizeof(int))) ||
+	    !(p->was_stopped = calloc(n ? n : 1, sizeof(bool)))) {
+		if (p)
+			pids_destroy(p);
 		return mrs_err(err, -ENOMEM, "out of memory");
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -232,6 +256,7 @@ int mrs_freezer_new_pids(struct mrs_freezer **out, const int *pids, unsigned n,
 struct cgroup {
 	char *dir;
 	bool v2;
+	bool was_frozen; /* frozen by someone else before: left frozen by the thaw */
 };
 
 static int write_file(const char *dir, const char *name, const char *text, struct mrs_error *err)
@@ -268,12 +293,32 @@ static bool file_has(const char *dir, const char *name, const char *needle)
 	return strstr(buf, needle) != NULL;
 }
 
+/*
+ * Whether the cgroup itself was asked to freeze (not only an ancestor of it,
+ * which our thaw would not undo anyway). v1 kernels without
+ * freezer.self_freezing: its freezer.state.
+ */
+static bool cgroup_self_frozen(const struct cgroup *c)
+{
+	char path[4096];
+
+	if (c->v2)
+		return file_has(c->dir, "cgroup.freeze", "1");
+	snprintf(path, sizeof(path), "%s/freezer.self_freezing", c->dir);
+	if (access(path, R_OK) == 0)
+		return file_has(c->dir, "freezer.self_freezing", "1");
+	return file_has(c->dir, "freezer.state", "FROZEN") ||
+	       file_has(c->dir, "freezer.state", "FREEZING");
+}
+
 static int cgroup_freeze(void *ctx, struct mrs_error *err)
 {
 	struct cgroup *c = ctx;
-	int ret = c->v2 ? write_file(c->dir, "cgroup.freeze", "1", err)
-			: write_file(c->dir, "freezer.state", "FROZEN", err);
+	int ret;
 
+	c->was_frozen = cgroup_self_frozen(c);
+	ret = c->v2 ? write_file(c->dir, "cgroup.freeze", "1", err)
+		    : write_file(c->dir, "freezer.state", "FROZEN", err);
 	if (ret)
 		return ret;
 	for (unsigned waited = 0; waited < FREEZE_TIMEOUT_MS; waited++) {
@@ -290,6 +335,8 @@ static int cgroup_thaw(void *ctx, struct mrs_error *err)
 {
 	struct cgroup *c = ctx;
 
+	if (c->was_frozen)
+		return 0;
 	return c->v2 ? write_file(c->dir, "cgroup.freeze", "0", err)
 		     : write_file(c->dir, "freezer.state", "THAWED", err);
 }
@@ -341,13 +388,42 @@ struct commands {
 	char *freeze, *thaw;
 };
 
-static int run_shell(const char *what, const char *cmd, struct mrs_error *err)
+/*
+ * The command runs in a process group of its own, so that a Ctrl-C (or a
+ * hangup) meant for mrsnap's group does not kill a thaw command half-way:
+ * mrsnap handles those signals and thaws. Signals a caller ignores (mrsnap
+ * ignores SIGPIPE) get their default action back in the command.
+ */
+static int spawn_shell(pid_t *pid, const char *cmd)
 {
 	char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+	posix_spawnattr_t attr;
+	sigset_t dfl;
+	int ret;
+
+	ret = posix_spawnattr_init(&attr);
+	if (ret)
+		return ret;
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGXFSZ);
+	ret = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
+	if (!ret)
+		ret = posix_spawnattr_setpgroup(&attr, 0);
+	if (!ret)
+		ret = posix_spawnattr_setsigdefault(&attr, &dfl);
+	if (!ret)
+		ret = posix_spawn(pid, "/bin/sh", NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	return ret;
+}
+
+static int run_shell(const char *what, const char *cmd, struct mrs_error *err)
+{
 	int status, ret;
 	pid_t pid;
 
-	ret = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
+	ret = spawn_shell(&pid, cmd);
 	if (ret)
 		return mrs_err_errno(err, -ret, "cannot run the %s command", what);
 	while (waitpid(pid, &status, 0) < 0)

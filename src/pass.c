@@ -37,7 +37,7 @@ int mrs_io_opts_resolve(const struct mrs_io_opts *in, struct mrs_io_opts *out,
 int mrs_progress_report(const struct mrs_io_opts *io, const char *phase, uint64_t done,
 			uint64_t total, uint64_t moved, uint64_t start_ns)
 {
-	struct mrs_progress p = {phase, done, total, moved, mrs_now_ns() - start_ns};
+	struct mrs_progress p = {phase, done, total, moved, mrs_now_ns() - start_ns, 0};
 
 	if (io->progress && io->progress(io->progress_ctx, &p))
 		return -ECANCELED;

@@ -44,6 +44,8 @@ struct save {
 	uint32_t nrounds;
 	enum mrs_stop_reason stop_reason;
 	uint64_t frozen_at, downtime_ns; /* frozen_at: 0 while the guest runs */
+	mrs_progress_fn progress;	 /* the caller's, called through save_progress */
+	void *progress_ctx;
 };
 
 #define DOWNTIME_MS_DEFAULT 300u
@@ -77,7 +79,19 @@ static int check_live_opts(const struct mrs_save_opts *o, struct mrs_error *err)
 	if (o->live && o->max_rounds > MRS_MAX_ROUNDS)
 		return mrs_err(err, -MRS_EUSAGE, "a live snapshot takes at most %u rounds, not %u",
 			       MRS_MAX_ROUNDS, o->max_rounds);
+	if (o->leave_frozen && !o->nfreezers)
+		return mrs_err(err, -MRS_EUSAGE, "leave_frozen needs a way to freeze the guest");
 	return 0;
+}
+
+/* The caller's progress callback, told whether the guest is frozen now. */
+static int save_progress(void *ctx, const struct mrs_progress *p)
+{
+	struct save *s = ctx;
+	struct mrs_progress q = *p;
+
+	q.frozen = s->frozen_at != 0;
+	return s->progress(s->progress_ctx, &q);
 }
 
 static int open_sources(struct save *s, const struct mrs_ram *ram, struct mrs_error *err)
@@ -180,7 +194,17 @@ static int open_channels(struct save *s, struct mrs_error *err)
 	return mrs_chanset_open(&s->cs, &cfg, s->cb, s->n, err);
 }
 
-/* One round: a pass over all pages, a sync, and its record in the stream. */
+static void report_round(struct save *s, uint32_t i)
+{
+	if (s->opts->round_done)
+		s->opts->round_done(s->opts->round_ctx, &s->rounds[i]);
+}
+
+/*
+ * One round: a pass over all pages, a sync, and its record in the stream.
+ * A frozen round is reported later, by report_frozen_round(): a callback
+ * that prints could block, and while frozen every moment is downtime.
+ */
 static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_error *err)
 {
 	char phase[32];
@@ -211,8 +235,8 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 		return mrs_err(err, -ENOMEM, "out of memory");
 	s->rounds = grown;
 	mrs_round_to_info(&r, &s->rounds[s->nrounds]);
-	if (s->opts->round_done)
-		s->opts->round_done(s->opts->round_ctx, &s->rounds[s->nrounds]);
+	if (!frozen)
+		report_round(s, s->nrounds);
 	s->nrounds++;
 	if (mrs_stream_append_round(&s->stream, &r) || mrs_stream_append_eos(&s->stream))
 		return mrs_err(err, -ENOMEM, "out of memory");
@@ -233,6 +257,13 @@ static int freeze(struct save *s, struct mrs_error *err)
 	return ret ? mrs_err(err, ret, "interrupted") : 0;
 }
 
+/* The frozen round, once the guest runs again (or is left frozen on purpose). */
+static void report_frozen_round(struct save *s)
+{
+	if (s->nrounds && s->rounds[s->nrounds - 1].frozen)
+		report_round(s, s->nrounds - 1);
+}
+
 /* Thaw if frozen; every way out of save passes here. */
 static int thaw(struct save *s, struct mrs_error *err)
 {
@@ -246,7 +277,10 @@ static int thaw(struct save *s, struct mrs_error *err)
 	return ret ? mrs_err_prefix(err, "cannot thaw the guest") : 0;
 }
 
-/* Non-live: one round from the guest's memory, frozen throughout if asked. */
+/*
+ * Non-live: one round from the guest's memory, frozen throughout if asked.
+ * mrs_save thaws.
+ */
 static int save_paused(struct save *s, struct mrs_error *err)
 {
 	bool frozen = s->opts->nfreezers > 0;
@@ -255,15 +289,6 @@ static int save_paused(struct save *s, struct mrs_error *err)
 	s->stop_reason = MRS_STOP_NOT_LIVE;
 	if (!ret)
 		ret = run_round(s, 0, frozen, err);
-	if (frozen) {
-		struct mrs_error terr;
-		int tret = thaw(s, &terr);
-
-		if (!ret && tret) {
-			*err = terr;
-			ret = tret;
-		}
-	}
 	return ret;
 }
 
@@ -295,16 +320,15 @@ static bool rounds_done(struct save *s, uint64_t live_bytes, uint64_t live_ns, u
 }
 
 /*
- * Live: rounds while the guest runs, then freeze, a final round, thaw.
- * Channels always read pages into their buffers and hash and write that
- * copy, so a page the guest changes meanwhile cannot leave the image with
- * bytes its hash does not describe (docs/DESIGN.md, "The A-B-A rule").
+ * Live: rounds while the guest runs, then freeze and a final round; mrs_save
+ * thaws. Channels always read pages into their buffers and hash and write
+ * that copy, so a page the guest changes meanwhile cannot leave the image
+ * with bytes its hash does not describe (docs/DESIGN.md, "The A-B-A rule").
  */
 static int save_live(struct save *s, struct mrs_error *err)
 {
 	uint64_t live_bytes = 0, live_ns = 0, prev_dirty = UINT64_MAX;
-	struct mrs_error terr;
-	int ret, tret;
+	int ret;
 
 	do {
 		const struct mrs_round_info *last;
@@ -322,11 +346,6 @@ static int save_live(struct save *s, struct mrs_error *err)
 	ret = freeze(s, err);
 	if (!ret)
 		ret = run_round(s, MRS_JOB_CHANGED_ONLY, true, err);
-	tret = thaw(s, &terr);
-	if (!ret && tret) {
-		*err = terr;
-		ret = tret;
-	}
 	return ret;
 }
 
@@ -435,18 +454,41 @@ static void cleanup(struct save *s)
 	mrs_stream_buf_free(&s->stream);
 }
 
+/*
+ * The thaw failed (terr). If the image is in place (ret 0), it is good and
+ * stays: the thaw's error is returned, saying so. Otherwise the thaw's
+ * failure is added to the first one's message.
+ */
+static int thaw_failed(const char *path, int ret, const struct mrs_error *terr,
+		       struct mrs_error *err)
+{
+	if (!ret)
+		return mrs_err(err, terr->code,
+			       "the image '%s' is complete, but the guest may still be frozen: %s",
+			       path, terr->msg);
+	mrs_err_suffix(err, "; and the guest may still be frozen: %s", terr->msg);
+	return ret;
+}
+
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
 	     struct mrs_error *err)
 {
 	static const struct mrs_save_opts defaults;
 	struct save s = {.opts = opts ? opts : &defaults, .n = nram, .start = mrs_now_ns()};
-	int ret;
+	struct mrs_error terr;
+	int ret, tret = 0;
 
 	s.file.fd = -1;
-	if (report)
+	if (report) /* so that mrs_save_report_free() is always safe */
 		memset(report, 0, sizeof(*report));
 	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
+	if (!ret && s.io.progress) {
+		s.progress = s.io.progress;
+		s.progress_ctx = s.io.progress_ctx;
+		s.io.progress = save_progress;
+		s.io.progress_ctx = &s;
+	}
 	if (!ret)
 		ret = check_live_opts(s.opts, err);
 	if (!ret)
@@ -461,18 +503,30 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 		ret = open_channels(&s, err);
 	if (!ret)
 		ret = s.opts->live ? save_live(&s, err) : save_paused(&s, err);
-	/* Whatever failed, the guest does not stay frozen. */
-	thaw(&s, NULL);
+	/*
+	 * Whatever failed, the guest does not stay frozen. After the last round
+	 * the image is consistent: thaw before the metadata is written (less
+	 * downtime), unless asked to leave the guest frozen.
+	 */
+	if (ret || !s.opts->leave_frozen)
+		tret = thaw(&s, &terr);
 	if (!ret) {
+		report_frozen_round(&s);
 		mrs_chanset_close(s.cs);
 		s.cs = NULL;
 		ret = finish_image(&s, err);
+		if (ret && s.frozen_at) /* left frozen, then failed: thaw after all */
+			tret = thaw(&s, &terr);
+		else if (s.frozen_at)
+			s.downtime_ns = mrs_now_ns() - s.frozen_at;
 	}
 	/* Failing after the rename is not "no image": say what is on disk. */
 	if (report && (!ret || s.file.published)) {
 		fill_report(&s, report);
 		report->not_durable = ret != 0;
 	}
+	if (tret)
+		ret = thaw_failed(path, ret, &terr, err);
 	cleanup(&s);
 	return ret;
 }

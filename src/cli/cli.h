@@ -92,6 +92,10 @@ void cli_progress_format(char *buf, size_t len, const struct mrs_progress *p, un
 void cli_progress_done(void);
 /* The signal that interrupted the operation, or 0. */
 int cli_interrupted(void);
+/* "SIGHUP" for a signal cli_progress_setup() catches. */
+const char *cli_signal_name(int sig);
+/* Flush stdout; a command that succeeded fails (EXIT_FAILED) if that fails. */
+int cli_finish_output(int code);
 
 /* Human-readable sizes and rates: "1.5 GiB", "850 MiB/s". */
 void cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);

@@ -30,6 +30,8 @@ static const char usage[] =
     "      --freeze-cgroup DIR freeze a cgroup (v2 cgroup.freeze or v1 freezer)\n"
     "      --freeze-cmd CMD    run CMD through /bin/sh to freeze ...\n"
     "      --thaw-cmd CMD      ... and CMD to thaw (both or neither)\n"
+    "      --leave-frozen      after a good snapshot, leave the guest frozen (to\n"
+    "                          kill it); on failure it is thawed all the same\n"
     "Live snapshots (need a freeze option):\n"
     "      --live              copy memory in rounds while the guest runs\n"
     "      --downtime MS       end the rounds once the last round's data could be\n"
@@ -37,7 +39,9 @@ static const char usage[] =
     "      --max-rounds N      at most N rounds, the frozen one included (default 30)\n"
     "\n"
     "The image is written to a temporary file next to IMAGE (mode 0600) and renamed\n"
-    "into place once complete. A frozen guest is thawed whatever happens.\n"
+    "into place once complete. A frozen guest is thawed whatever happens\n"
+    "(SIGINT, SIGTERM, SIGHUP, ... included), and left as it was if it was\n"
+    "stopped or frozen before.\n"
     "Exit status: 0 ok, 2 usage, 3 failed, 4 the image is in place but its directory\n"
     "could not be synced. See mrsnap(1).\n";
 
@@ -52,6 +56,7 @@ enum {
 	OPT_FREEZE_CGROUP,
 	OPT_FREEZE_CMD,
 	OPT_THAW_CMD,
+	OPT_LEAVE_FROZEN,
 };
 
 static const struct option options[] = {
@@ -65,6 +70,7 @@ static const struct option options[] = {
     {"freeze-cgroup", required_argument, NULL, OPT_FREEZE_CGROUP},
     {"freeze-cmd", required_argument, NULL, OPT_FREEZE_CMD},
     {"thaw-cmd", required_argument, NULL, OPT_THAW_CMD},
+    {"leave-frozen", no_argument, NULL, OPT_LEAVE_FROZEN},
     CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -128,6 +134,9 @@ static bool parse_option(struct args *a, int opt)
 	case OPT_LIVE:
 		a->opts.live = 1;
 		return true;
+	case OPT_LEAVE_FROZEN:
+		a->opts.leave_frozen = 1;
+		return true;
 	case OPT_FORCE:
 		a->opts.force = 1;
 		return true;
@@ -168,6 +177,11 @@ static bool check_args(struct args *a, int argc, char **argv)
 	if (a->opts.live && !a->npids && !a->cgroup && !a->freeze_cmd) {
 		cli_usage_error("snapshot", "--live needs a way to freeze the guest for the final "
 					    "round: --freeze-pid, --freeze-cgroup or --freeze-cmd");
+		return false;
+	}
+	if (a->opts.leave_frozen && !a->npids && !a->cgroup && !a->freeze_cmd) {
+		cli_usage_error("snapshot", "--leave-frozen needs a way to freeze the guest: "
+					    "--freeze-pid, --freeze-cgroup or --freeze-cmd");
 		return false;
 	}
 	if (!a->opts.live && (a->opts.downtime_ms || a->opts.max_rounds)) {
@@ -236,9 +250,11 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 	if (a->opts.live)
 		printf("%s: live: %u rounds (%s), downtime %.1f ms\n", a->image, r->nrounds,
 		       mrs_stop_reason_name(r->stop_reason), cli_seconds(r->downtime_ns) * 1e3);
-	else if (a->nfreezers)
+	else if (a->nfreezers && !a->opts.leave_frozen)
 		printf("%s: guest frozen for %.1f ms\n", a->image,
 		       cli_seconds(r->downtime_ns) * 1e3);
+	if (a->opts.leave_frozen)
+		printf("%s: the guest is left frozen (--leave-frozen)\n", a->image);
 }
 
 /* Live, one line per round on stderr as it ends (unless -q or --json). */
@@ -277,8 +293,11 @@ static int run(struct args *a)
 		mrs_save_report_free(&report);
 		return EXIT_NOT_DURABLE;
 	}
-	if (ret)
+	if (ret) {
+		/* A thaw that failed after a good image fills the report too. */
+		mrs_save_report_free(&report);
 		return cli_report_failure(ret, &err, "; no image was written");
+	}
 	if (a->c.json)
 		print_json(a, &report, NULL);
 	else if (!a->c.quiet)

@@ -92,10 +92,12 @@ int cli_report_failure(int ret, const struct mrs_error *err, const char *after_i
 	int sig = cli_interrupted();
 
 	if (ret == -ECANCELED && sig) {
-		char msg[256];
+		/* The library says "interrupted", and maybe more (a thaw that failed). */
+		const char *more = strncmp(err->msg, "interrupted", 11) ? "" : err->msg + 11;
+		char msg[512];
 
-		snprintf(msg, sizeof(msg), "interrupted by %s%s",
-			 sig == SIGINT ? "SIGINT" : "SIGTERM", after_interrupt);
+		snprintf(msg, sizeof(msg), "interrupted by %s%s%s", cli_signal_name(sig), more,
+			 after_interrupt);
 		cli_error("%s", msg);
 		cli_json_failure(msg, ret, EXIT_FAILED);
 		return EXIT_FAILED;

@@ -93,5 +93,5 @@ int main(int argc, char **argv)
 	run = find_command(cmd);
 	if (!run)
 		return cli_usage_error(NULL, "unknown command '%s'", cmd);
-	return run_command(run, cmd, argc - 1, argv + 1);
+	return cli_finish_output(run_command(run, cmd, argc - 1, argv + 1));
 }

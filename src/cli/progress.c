@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The progress line on stderr, and signals: SIGINT and SIGTERM set a flag
- * that the progress callback hands back to the library, which then stops
- * cleanly (removing a partial image, thawing a guest) and returns.
+ * The progress line on stderr, and signals: every signal that would
+ * otherwise end mrsnap sets a flag that the progress callback hands back to
+ * the library, which then stops cleanly (removing a partial image, thawing a
+ * guest) and returns.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,9 +97,40 @@ static void draw(const struct mrs_progress *p)
 
 static int on_progress(void *ctx, const struct mrs_progress *p)
 {
-	if (show)
+	/* Not a byte while the guest is frozen: a write to a slow terminal or a
+	 * full pipe would add to the downtime, or block it. */
+	if (show && !p->frozen)
 		draw(p);
 	return interrupted != 0;
+}
+
+/*
+ * The signals whose default action ends the process and that come from
+ * outside: a hangup of the terminal or ssh session (SIGHUP), Ctrl-C and
+ * Ctrl-\ (SIGINT, SIGQUIT), kill and timeout(1) (SIGTERM, or any with -s),
+ * a stray SIGUSR1/2, and rlimits and timers (SIGXCPU, SIGALRM, SIGVTALRM,
+ * SIGPROF). All end mrsnap the way SIGINT does: cleaned up and thawed.
+ * Not the faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS,
+ * SIGTRAP): they mean mrsnap itself is broken and cannot go on. SIGPIPE and
+ * SIGXFSZ are ignored: the write fails with EPIPE or EFBIG instead, and that
+ * error takes the same clean way out.
+ */
+static const struct {
+	int sig;
+	const char *name;
+} caught[] = {
+    {SIGHUP, "SIGHUP"},	  {SIGINT, "SIGINT"},	{SIGQUIT, "SIGQUIT"}, {SIGTERM, "SIGTERM"},
+    {SIGUSR1, "SIGUSR1"}, {SIGUSR2, "SIGUSR2"}, {SIGALRM, "SIGALRM"}, {SIGVTALRM, "SIGVTALRM"},
+    {SIGPROF, "SIGPROF"}, {SIGXCPU, "SIGXCPU"}, {SIGPWR, "SIGPWR"},   {SIGSTKFLT, "SIGSTKFLT"},
+    {SIGPOLL, "SIGPOLL"},
+};
+
+const char *cli_signal_name(int sig)
+{
+	for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+		if (caught[i].sig == sig)
+			return caught[i].name;
+	return "a signal";
 }
 
 void cli_progress_setup(struct cli_common *c)
@@ -113,11 +146,27 @@ void cli_progress_setup(struct cli_common *c)
 	 */
 	sa.sa_flags = 0;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	for (size_t i = 0; i < sizeof(caught) / sizeof(caught[0]); i++)
+		sigaction(caught[i].sig, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGXFSZ, &sa, NULL);
 	show = c->progress > 0 || (c->progress < 0 && !c->quiet && isatty(STDERR_FILENO));
 	c->io.progress = on_progress;
 	c->io.progress_ctx = NULL;
+}
+
+/*
+ * SIGPIPE is ignored, so a reader that went away shows as a write error on
+ * stdout: say so, rather than exit 0 with the output lost.
+ */
+int cli_finish_output(int code)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return code;
+	cli_error("cannot write to standard output: %s", errno ? strerror(errno) : "write error");
+	return code == EXIT_OK ? EXIT_FAILED : code;
 }
 
 void cli_progress_done(void)

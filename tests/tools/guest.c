@@ -4,7 +4,7 @@
  * changing it until killed, so that live snapshots have something to chase.
  *
  *   guest PATH [--working-set PCT] [--mode mixed|random|aba] [--rate N]
- *              [--hold US] [--seed N]
+ *              [--hold US] [--seed N] [--main-exits]
  *
  * --working-set  percent of the pages it touches (default 5), spread over
  *                the file
@@ -14,11 +14,15 @@
  *        aba     every change is A-B-A: the page becomes B, stays B for
  *                --hold microseconds, and goes back to exactly A
  * --rate N       changes per second (default 0: as fast as it can)
+ * --main-exits   change memory from a second thread and pthread_exit the
+ *                main one: the thread-group leader stays a zombie (state Z
+ *                in /proc/PID/task/PID/stat) while the process runs on
  *
  * It runs until SIGTERM or SIGKILL; SIGSTOP/SIGCONT freeze and thaw it.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,21 +98,42 @@ static void change(struct guest *g)
 		scribble(g, page);
 }
 
+static unsigned rate;
+
+static void *run(void *arg)
+{
+	struct guest *g = arg;
+
+	for (;;) {
+		change(g);
+		if (rate)
+			usleep(1000000u / rate);
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
-	struct guest g = {.mode = MIXED, .hold_us = 20};
-	unsigned ws_pct = 5, rate = 0;
+	/* Static: with --main-exits, main's stack is gone while the thread runs. */
+	static struct guest g = {.mode = MIXED, .hold_us = 20};
+	unsigned ws_pct = 5;
 	uint64_t seed = 1, pages;
 	struct stat st;
-	int fd;
+	int fd, main_exits = 0;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: guest PATH [--working-set PCT] [--mode mixed|random|aba] "
-				"[--rate N] [--hold US] [--seed N]\n");
+				"[--rate N] [--hold US] [--seed N] [--main-exits]\n");
 		return 2;
 	}
-	for (int i = 2; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--working-set"))
+	for (int i = 2; i < argc; i += 2) {
+		if (!strcmp(argv[i], "--main-exits")) {
+			main_exits = 1;
+			i--; /* takes no value */
+		} else if (i + 1 >= argc) {
+			fprintf(stderr, "guest: '%s' needs a value\n", argv[i]);
+			return 2;
+		} else if (!strcmp(argv[i], "--working-set"))
 			ws_pct = (unsigned)atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--rate"))
 			rate = (unsigned)atoi(argv[i + 1]);
@@ -143,9 +168,15 @@ int main(int argc, char **argv)
 			g.ws[g.nws++] = p;
 	if (!g.nws)
 		g.ws[g.nws++] = 0;
-	for (;;) {
-		change(&g);
-		if (rate)
-			usleep(1000000u / rate);
+	if (main_exits) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, run, &g)) {
+			fprintf(stderr, "guest: cannot start a thread\n");
+			return 1;
+		}
+		pthread_exit(NULL);
 	}
+	run(&g);
+	return 0;
 }

@@ -13,13 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <liburing.h>
 
 #include "helpers.h"
 #include "channel.h"
+#include "format.h"
+#include "freeze.h"
 
 /* ---- the wrapped calls ---------------------------------------------------- */
 
@@ -45,8 +49,56 @@ int __wrap_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned
 static int ring_err;
 static void (*at_ring_setup)(void);
 
+/*
+ * The order of the calls that make an image durable, as the wrappers see
+ * them: each pwrite (and whether it is a superblock saying COMPLETE), fsync
+ * and rename. record() also says which errno to inject, if any: fsync number
+ * fsync_fail_at fails, and while stopped_pid is stopped every pwrite fails.
+ */
+enum call { CALL_PWRITE, CALL_FSYNC, CALL_RENAME };
+struct event {
+	enum call call;
+	int fd;
+	uint64_t off;
+	bool complete; /* a pwrite of a superblock with MRS_SB_COMPLETE */
+};
+static struct event events[4096];
+static int nevents, fsync_calls, fsync_fail_at = -1, stopped_pid;
+
+static char proc_state(int pid);
+
+/*
+ * A superblock whose flags (offset 16, little-endian, mrsnap-image(5)) say
+ * COMPLETE: read raw, since a crash leaves whatever was written, decodable
+ * or not.
+ */
+static bool is_complete_superblock(const void *buf, size_t len, off_t off)
+{
+	return off == 0 && len == MRS_SB_SIZE && !memcmp(buf, MRS_SB_MAGIC, 8) &&
+	       (mrs_get_le64((const uint8_t *)buf + 16) & MRS_SB_COMPLETE);
+}
+
+static int record(enum call call, int fd, const void *buf, size_t len, off_t off)
+{
+	if (nevents < (int)(sizeof(events) / sizeof(events[0])))
+		events[nevents++] =
+		    (struct event){call, fd, (uint64_t)off,
+				   call == CALL_PWRITE && is_complete_superblock(buf, len, off)};
+	if (call == CALL_FSYNC && fsync_calls++ == fsync_fail_at)
+		return EIO;
+	if (call == CALL_PWRITE && stopped_pid && proc_state(stopped_pid) == 'T')
+		return ENOSPC;
+	return 0;
+}
+
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
+	int e = record(CALL_PWRITE, fd, buf, len, off);
+
+	if (e) {
+		errno = e;
+		return -1;
+	}
 	if (pwrite_ok >= 0 && pwrite_calls++ >= pwrite_ok) {
 		errno = pwrite_err;
 		return -1;
@@ -57,7 +109,12 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t len, off_t off)
 int __wrap_fsync(int fd)
 {
 	struct stat st;
+	int e = record(CALL_FSYNC, fd, NULL, 0, 0);
 
+	if (e) {
+		errno = e;
+		return -1;
+	}
 	if (fsync_dir_err && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
 		errno = fsync_dir_err;
 		return -1;
@@ -71,6 +128,7 @@ int __wrap_fsync(int fd)
 
 int __wrap_rename(const char *a, const char *b)
 {
+	record(CALL_RENAME, -1, NULL, 0, 0);
 	if (rename_err) {
 		errno = rename_err;
 		return -1;
@@ -80,6 +138,7 @@ int __wrap_rename(const char *a, const char *b)
 
 int __wrap_renameat2(int da, const char *a, int db, const char *b, unsigned flags)
 {
+	record(CALL_RENAME, -1, NULL, 0, 0);
 	if (rename_err) {
 		errno = rename_err;
 		return -1;
@@ -89,6 +148,7 @@ int __wrap_renameat2(int da, const char *a, int db, const char *b, unsigned flag
 
 int __wrap_link(const char *a, const char *b)
 {
+	record(CALL_RENAME, -1, NULL, 0, 0);
 	if (rename_err) {
 		errno = rename_err;
 		return -1;
@@ -143,6 +203,8 @@ static int setup(void **state)
 	pwrite_calls = 0;
 	fsync_err = rename_err = fsync_dir_err = ring_err = 0;
 	at_ring_setup = NULL;
+	nevents = fsync_calls = stopped_pid = 0;
+	fsync_fail_at = -1;
 	mrs_chan_test_hooks = NULL;
 	*state = f;
 	return 0;
@@ -276,6 +338,286 @@ static void assert_same_file(const char *a, const char *b)
 		fail_msg("'%s' and '%s' differ", a, b);
 	free(x);
 	free(y);
+}
+
+/*
+ * The complete flag is the image's last metadata write, after an fsync that
+ * follows every other write, and is made durable by an fsync before the
+ * rename. A build that wrote COMPLETE in the first superblock passed every
+ * other test: this one then fails on "2 superblocks say COMPLETE" (seen, by
+ * setting the flag in plan_image); with the fsync before the flag dropped,
+ * on "no fsync between the last other write and COMPLETE" (seen); with the
+ * fsync after it dropped, on "no fsync after COMPLETE" (seen).
+ */
+static void assert_complete_last_and_synced(const char *what)
+{
+	int at = -1, ncomplete = 0, fd, last_other = -1, sync_before = -1, sync_after = -1;
+	int renamed = -1;
+
+	for (int i = 0; i < nevents; i++)
+		if (events[i].complete) {
+			at = i;
+			ncomplete++;
+		}
+	if (ncomplete != 1)
+		fail_msg("%s: %d superblocks say COMPLETE, not 1", what, ncomplete);
+	fd = events[at].fd;
+	for (int i = 0; i < nevents; i++) {
+		if (events[i].fd != fd && events[i].call != CALL_RENAME)
+			continue;
+		if (events[i].call == CALL_PWRITE && i != at)
+			last_other = i;
+		if (events[i].call == CALL_FSYNC && i < at)
+			sync_before = i;
+		if (events[i].call == CALL_FSYNC && i > at && sync_after < 0)
+			sync_after = i;
+		if (events[i].call == CALL_RENAME && renamed < 0)
+			renamed = i;
+	}
+	if (last_other > at)
+		fail_msg("%s: a metadata write (call %d, offset %llu) follows COMPLETE (call %d)",
+			 what, last_other, (unsigned long long)events[last_other].off, at);
+	if (sync_before < last_other)
+		fail_msg("%s: no fsync between the last other write (call %d) and COMPLETE "
+			 "(call %d)",
+			 what, last_other, at);
+	if (sync_after < 0)
+		fail_msg("%s: no fsync after COMPLETE (call %d)", what, at);
+	if (renamed < sync_after)
+		fail_msg("%s: the rename (call %d) comes before the fsync after COMPLETE (call %d)",
+			 what, renamed, sync_after);
+}
+
+static int freeze_nothing(void *ctx, struct mrs_error *err)
+{
+	(void)ctx;
+	(void)err;
+	return 0;
+}
+
+static void test_save_complete_is_last_and_synced(void **state)
+{
+	static const struct mrs_freezer_ops nothing = {"nothing", freeze_nothing, freeze_nothing,
+						       NULL};
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_freezer *fz;
+
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	assert_complete_last_and_synced("non-live");
+	unlink(f->image);
+	assert_int_equal(mrs_freezer_new(&fz, &nothing, NULL, NULL), 0);
+	o.live = 1;
+	o.freezers = &fz;
+	o.nfreezers = 1;
+	nevents = 0;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	assert_complete_last_and_synced("live");
+	mrs_freezer_free(fz);
+}
+
+/* Whether any file in the directory says it is a complete image. */
+static void assert_nothing_complete(const struct fix *f)
+{
+	struct dirent *de;
+	DIR *d = opendir(f->dir);
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		uint8_t buf[MRS_SB_SIZE];
+		char path[4096];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", f->dir, de->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		if (pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) &&
+		    is_complete_superblock(buf, sizeof(buf), 0))
+			fail_msg("'%s' says it is a complete image", de->d_name);
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* Each fsync of a snapshot failing in turn: an error, and no image anywhere. */
+static void test_save_fsync_fails_at_every_call(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	int syncs;
+
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), 0);
+	syncs = fsync_calls;
+	assert_true(syncs >= 3); /* before COMPLETE, after it, the directory */
+	unlink(f->image);
+	for (int k = 0; k < syncs; k++) {
+		struct mrs_error err = {0};
+		int ret;
+
+		fsync_calls = 0;
+		fsync_fail_at = k;
+		ret = mrs_save(f->image, &f->spec, 1, &o, NULL, &err);
+		if (k < syncs - 1) { /* the last is the directory's, after the rename */
+			assert_int_equal(ret, -EIO);
+			assert_msg_has(&err, "sync");
+			assert_nothing_left(f);
+			assert_nothing_complete(f);
+		}
+		unlink(f->image);
+	}
+}
+
+/* ---- freezing: a real process stopped with SIGSTOP ---------------------- */
+
+static char proc_state(int pid)
+{
+	char path[64], buf[512], *paren;
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return 0;
+	buf[len] = '\0';
+	paren = strrchr(buf, ')');
+	return paren ? paren[2] : 0;
+}
+
+/* A stand-in guest that only sleeps; its state letter tells frozen or not. */
+static int start_child(void)
+{
+	int pid = fork();
+
+	if (pid == 0)
+		for (;;)
+			pause();
+	assert_true(pid > 0);
+	return pid;
+}
+
+static void stop_child(int pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/*
+ * A final live round that fails (its stream record cannot be written while
+ * the guest is stopped) still thaws the guest. A build that skipped the thaw
+ * there passed every other test; this one then fails with the child still
+ * in state T (seen, by dropping the thaw in mrs_save's failure path).
+ */
+static void test_live_final_round_fails_thaws(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_freezer *fz;
+	struct mrs_error err = {0};
+	int child = start_child();
+
+	assert_int_equal(mrs_freezer_new_pids(&fz, &child, 1, &err), 0);
+	o.live = 1;
+	o.freezers = &fz;
+	o.nfreezers = 1;
+	stopped_pid = child;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -ENOSPC);
+	stopped_pid = 0;
+	assert_msg_has(&err, "No space left on device");
+	if (proc_state(child) == 'T')
+		fail_msg("the guest is still stopped after the final round failed");
+	assert_nothing_left(f);
+	mrs_freezer_free(fz);
+	stop_child(child);
+}
+
+/*
+ * leave_frozen: the guest stays stopped after a good snapshot, and is
+ * thawed when the snapshot fails after its final round (here: fsync).
+ * Without the thaw on that failure path it fails with "leave_frozen: the
+ * guest is still stopped after a failed snapshot" (seen).
+ */
+static void test_leave_frozen(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_freezer *fz;
+	struct mrs_error err = {0};
+	int child = start_child();
+
+	assert_int_equal(mrs_freezer_new_pids(&fz, &child, 1, &err), 0);
+	o.live = 1;
+	o.leave_frozen = 1;
+	o.freezers = &fz;
+	o.nfreezers = 1;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), 0);
+	assert_int_equal(proc_state(child), 'T');
+	assert_int_equal(mrs_freezer_thaw(fz, &err), 0);
+	for (int i = 0; i < 1000 && proc_state(child) == 'T'; i++)
+		usleep(1000);
+	assert_int_not_equal(proc_state(child), 'T');
+	unlink(f->image);
+	fsync_err = EIO;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -EIO);
+	if (proc_state(child) == 'T')
+		fail_msg("leave_frozen: the guest is still stopped after a failed snapshot");
+	assert_nothing_left(f);
+	/* Without a freezer it is a mistake. */
+	o.nfreezers = 0;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -MRS_EUSAGE);
+	mrs_freezer_free(fz);
+	stop_child(child);
+}
+
+static int thaw_fails(void *ctx, struct mrs_error *err)
+{
+	(void)ctx;
+	err->code = -ECHILD;
+	snprintf(err->msg, sizeof(err->msg), "the test's thaw fails");
+	return -ECHILD;
+}
+
+/*
+ * A thaw that fails after the final round keeps the image, which is
+ * complete: it is in place and verifies, the report is filled, and the
+ * thaw's error says both facts. Before, the image was discarded (seen).
+ */
+static void test_failed_thaw_keeps_image(void **state)
+{
+	static const struct mrs_freezer_ops ops = {"failing", freeze_nothing, thaw_fails, NULL};
+	struct fix *f = *state;
+	struct mrs_save_opts o = save_opts();
+	struct mrs_save_report report;
+	struct mrs_freezer *fz;
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_freezer_new(&fz, &ops, NULL, NULL), 0);
+	o.freezers = &fz;
+	o.nfreezers = 1;
+	for (int live = 0; live < 2; live++) {
+		o.live = live;
+		memset(&report, 0, sizeof(report));
+		assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, &report, &err), -ECHILD);
+		assert_msg_has(&err, "is complete, but the guest may still be frozen");
+		assert_msg_has(&err, "cannot thaw the guest: the test's thaw fails");
+		assert_int_equal(mrs_verify(f->image, NULL, NULL, NULL), 0);
+		assert_true(report.nrounds >= 1 && report.pages_present > 0);
+		mrs_save_report_free(&report);
+		unlink(f->image);
+	}
+	/* After another failure, that failure's code is returned, err or not. */
+	rename_err = ENOSPC;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -ENOSPC);
+	assert_msg_has(&err, "cannot rename");
+	assert_msg_has(&err, "; and the guest may still be frozen: cannot thaw the guest");
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, NULL), -ENOSPC);
+	assert_nothing_left(f);
+	mrs_freezer_free(fz);
 }
 
 /* EIO on the nth image read of channel 0. */
@@ -623,6 +965,11 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_save_fsync_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_rename_fails, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_complete_is_last_and_synced, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_fsync_fails_at_every_call, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_live_final_round_fails_thaws, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_leave_frozen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_thaw_keeps_image, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_eio, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restore_target_write_error_names_it, setup,
 					    teardown),
