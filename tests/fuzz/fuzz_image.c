@@ -32,8 +32,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "format.h"
-#include "meta.h"
+#include "codec.h"
+#include "metaio.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

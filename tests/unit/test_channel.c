@@ -18,7 +18,7 @@
 
 #include "helpers.h"
 #include "channel.h"
-#include "format.h"
+#include "codec.h"
 #include "pass.h"
 
 #define MAXB 4

@@ -22,7 +22,7 @@
 
 #include "helpers.h"
 #include "channel.h"
-#include "format.h"
+#include "codec.h"
 #include "freeze.h"
 
 /* ---- the wrapped calls ---------------------------------------------------- */

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "helpers.h"
-#include "format.h"
+#include "codec.h"
 #include "stream.h"
 
 /* Streams in these tests start at this file offset, as in a real image. */

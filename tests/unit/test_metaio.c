@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "meta.h"
+#include "metaio.h"
 
 #define NBLOCKS 2
 

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "format.h"
+#include "codec.h"
 #include "ram.h"
 
 int mrs_ram_check_name(const char *name, struct mrs_error *err)

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "channel_impl.h"
-#include "format.h"
+#include "codec.h"
 
 /* What building a request came to. */
 enum built {

@@ -3,13 +3,13 @@
  * An existing image opened for reading: its validated metadata, and the
  * channel view of its blocks. Shared by restore, verify and info.
  */
-#ifndef MRS_IMAGE_H
-#define MRS_IMAGE_H
+#ifndef MRS_READER_H
+#define MRS_READER_H
 
 #include <sys/types.h>
 
 #include "channel.h"
-#include "meta.h"
+#include "metaio.h"
 
 struct mrs_image_reader {
 	const char *path;

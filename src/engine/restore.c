@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "image.h"
+#include "reader.h"
 #include "pass.h"
 #include "ram.h"
 

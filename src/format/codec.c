@@ -6,7 +6,7 @@
 #include <xxhash.h>
 
 #include "error.h"
-#include "format.h"
+#include "codec.h"
 
 /* Superblock field offsets (see mrsnap-image(5)). */
 enum {

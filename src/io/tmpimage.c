@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "imagefile.h"
+#include "tmpimage.h"
 
 /* What a path that is not a regular file is, for messages. */
 static const char *kind_of(mode_t mode)
@@ -116,7 +116,7 @@ static unsigned remove_stale(const char *dir, const char *base)
  * can ever see it unlocked. Filesystems without O_TMPFILE get a named file
  * locked right after creation.
  */
-static int create_locked(struct mrs_imagefile *f, const char *dir, const char *base)
+static int create_locked(struct mrs_tmpimage *f, const char *dir, const char *base)
 {
 	static const char chars[] =
 	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -174,7 +174,7 @@ fail : {
 }
 }
 
-int mrs_imagefile_create(struct mrs_imagefile *f, const char *path, bool force,
+int mrs_tmpimage_create(struct mrs_tmpimage *f, const char *path, bool force,
 			 struct mrs_error *err)
 {
 	char *d = strdup(path), *b = strdup(path), *dir, *base;
@@ -235,7 +235,7 @@ static int sync_dir(const char *path, struct mrs_error *err)
 	return ret;
 }
 
-int mrs_imagefile_publish(struct mrs_imagefile *f, bool force, bool no_fsync, struct mrs_error *err)
+int mrs_tmpimage_publish(struct mrs_tmpimage *f, bool force, bool no_fsync, struct mrs_error *err)
 {
 	int ret;
 
@@ -273,7 +273,7 @@ int mrs_imagefile_publish(struct mrs_imagefile *f, bool force, bool no_fsync, st
 	return no_fsync ? 0 : sync_dir(f->path, err);
 }
 
-void mrs_imagefile_discard(struct mrs_imagefile *f)
+void mrs_tmpimage_discard(struct mrs_tmpimage *f)
 {
 	if (f->fd >= 0)
 		close(f->fd);

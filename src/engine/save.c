@@ -15,11 +15,11 @@
 
 #include "channel.h"
 #include "error.h"
-#include "format.h"
+#include "codec.h"
 #include "freeze.h"
-#include "image.h"
-#include "imagefile.h"
-#include "meta.h"
+#include "reader.h"
+#include "tmpimage.h"
+#include "metaio.h"
 #include "pass.h"
 #include "ram.h"
 #include "stream.h"
@@ -32,7 +32,7 @@ struct save {
 	struct mrs_ram_map *src; /* nopen of n opened */
 	uint32_t n, nopen;
 
-	struct mrs_imagefile file;
+	struct mrs_tmpimage file;
 	struct mrs_superblock sb;
 	struct mrs_block_header *bh;
 	struct mrs_chan_block *cb;
@@ -408,7 +408,7 @@ static int finish_image(struct save *s, struct mrs_error *err)
 	if (!ret)
 		ret = sync_file(s, err);
 	if (!ret)
-		ret = mrs_imagefile_publish(&s->file, s->opts->force, s->opts->no_fsync, err);
+		ret = mrs_tmpimage_publish(&s->file, s->opts->force, s->opts->no_fsync, err);
 	return ret;
 }
 
@@ -440,7 +440,7 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 static void cleanup(struct save *s)
 {
 	mrs_chanset_close(s->cs);
-	mrs_imagefile_discard(&s->file);
+	mrs_tmpimage_discard(&s->file);
 	for (uint32_t i = 0; s->cb && i < s->n; i++) {
 		free(s->cb[i].hashes);
 		free(s->cb[i].present);
@@ -496,7 +496,7 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	if (!ret)
 		ret = open_sources(&s, ram, err);
 	if (!ret)
-		ret = mrs_imagefile_create(&s.file, path, s.opts->force, err);
+		ret = mrs_tmpimage_create(&s.file, path, s.opts->force, err);
 	if (!ret)
 		ret = plan_image(&s, err);
 	if (!ret)

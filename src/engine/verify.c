@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "image.h"
+#include "reader.h"
 #include "pass.h"
 
 static int bad_cmp(const void *a, const void *b)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "helpers.h"
-#include "format.h"
+#include "codec.h"
 
 #define GiB (1024ull * 1024 * 1024)
 #define MiB (1024ull * 1024)

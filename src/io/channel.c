@@ -18,7 +18,7 @@
 
 #include "channel_impl.h"
 #include "error.h"
-#include "format.h"
+#include "codec.h"
 
 const struct mrs_chan_hooks *mrs_chan_test_hooks;
 

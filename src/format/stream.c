@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "error.h"
-#include "format.h"
+#include "codec.h"
 #include "stream.h"
 
 /* Records longer than this are refused before anything else is read. */

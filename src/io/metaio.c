@@ -9,7 +9,7 @@
 #include "error.h"
 #include <xxhash.h>
 
-#include "meta.h"
+#include "metaio.h"
 
 ssize_t mrs_pread_all(int fd, void *buf, size_t len, uint64_t offset)
 {

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
-#include "image.h"
+#include "reader.h"
 
 void mrs_block_to_info(const struct mrs_block_header *bh, struct mrs_block_info *out)
 {

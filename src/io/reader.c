@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "image.h"
+#include "reader.h"
 
 /* An image is a regular file; then reads may block again. */
 static int check_regular(struct mrs_image_reader *r, struct mrs_error *err)

@@ -4,14 +4,14 @@
  * bitmaps, checksum tables, control stream) through a buffered fd. Page data
  * never goes through here: channels own that, on fds of their own.
  */
-#ifndef MRS_META_H
-#define MRS_META_H
+#ifndef MRS_METAIO_H
+#define MRS_METAIO_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "format.h"
+#include "codec.h"
 #include "stream.h"
 
 /* Everything an image says about itself, validated. */

@@ -9,8 +9,8 @@
  * Byte order: every integer is little-endian; every xxh3-64 digest is stored
  * in xxHash's canonical (big-endian) form, as xxhsum prints it.
  */
-#ifndef MRS_FORMAT_H
-#define MRS_FORMAT_H
+#ifndef MRS_CODEC_H
+#define MRS_CODEC_H
 
 #include <stdbool.h>
 #include <stdint.h>
