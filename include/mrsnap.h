@@ -262,9 +262,9 @@ struct mrs_restore_opts {
 	struct mrs_io_opts io;
 	int verify; /* check every page against its checksum as it is loaded */
 	/*
-	 * Allow a target path that is a symlink, a recorded path that is a
-	 * regular file of another size than its block, and a target that a
-	 * running process has mapped. Never a target that is the image itself,
+	 * Allow a target path that is a symlink, a recorded path that does not
+	 * exist (it is created) or is a regular file of another size than its
+	 * block, and a target that a running process has mapped. Never a target that is the image itself,
 	 * a recorded path that is a block device, or one file for two blocks.
 	 */
 	int force;
@@ -307,8 +307,8 @@ struct mrs_restore_report {
  *  - not mapped by a running process (a live guest's RAM), unless force;
  *  - not the same file as another block's target (-MRS_EUSAGE);
  *  - a symlink only with force;
- *  - a path recorded in the image (not given in targets) only if it does not
- *    exist or is a regular file of exactly the block's size (another size:
+ *  - a path recorded in the image (not given in targets) only if it is a
+ *    regular file of exactly the block's size (another size, or missing:
  *    force); a block device only when given in targets, never as recorded.
  * Missing target files are created (0600); regular files are sized to the
  * block; pages absent from the image read as zero afterwards. A page that

@@ -79,17 +79,6 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		       r->targets[b].created ? " (created)" : "");
 }
 
-/*
- * After an interrupt, what the library added to its "interrupted" about
- * the targets (created ones are removed; "; target 'x' was partly written").
- */
-static const char *interrupted_left(const struct mrs_error *err)
-{
-	static const char word[] = "interrupted";
-
-	return strncmp(err->msg, word, sizeof(word) - 1) ? "" : err->msg + sizeof(word) - 1;
-}
-
 int cmd_restore(int argc, char **argv)
 {
 	struct cli_common c = {.progress = -1};
@@ -146,7 +135,8 @@ int cmd_restore(int argc, char **argv)
 	cli_progress_done();
 	free(ram);
 	if (ret)
-		return cli_report_failure(ret, &err, interrupted_left(&err));
+		/* The library's message already says what it left of the targets. */
+		return cli_report_failure(ret, &err, "");
 	if (c.json || !c.quiet)
 		print_report(argv[optind], &report, opts.verify, c.json);
 	mrs_restore_report_free(&report);

@@ -90,12 +90,24 @@ static int resolve_targets(struct restore *r, const struct mrs_ram *t, unsigned 
 
 /*
  * A path the image recorded is the image's word, not the user's: an
- * untrusted image must not choose what gets cut or cleared. It is used only
- * if nothing is there, or a regular file of exactly the block's size (what
- * a snapshot of that block left); a device only ever when named.
+ * untrusted image must not choose what gets created, cut or cleared. It is
+ * used only if it is a regular file of exactly the block's size (what a
+ * snapshot of that block left); a missing one is created only with force; a
+ * device only ever when named.
  */
 static int check_recorded(const struct mrs_ram_map *t, bool force, struct mrs_error *err)
 {
+	/*
+	 * Not even a new file: run as root, an image from someone else could
+	 * otherwise create one with bytes of its choosing anywhere (a cron or
+	 * sudoers drop-in directory).
+	 */
+	if (!t->exists && !force)
+		return mrs_err(err, -ENOENT,
+			       "the image records '%s' for block '%s', which does not exist: "
+			       "restore creates a file only where it is told to, with --ram %s=%s "
+			       "(or --force)",
+			       t->path, t->name, t->name, t->path);
 	if (!t->exists)
 		return 0;
 	if (t->blockdev)
@@ -243,7 +255,15 @@ static void undo_targets(struct restore *r, struct mrs_error *err)
 		if (t->created)
 			mrs_ram_discard_target(t);
 		else if (t->changed)
-			say_left(err, partly++ ? ", '%s'" : "; target '%s'", t->path);
+			partly++;
+	}
+	for (uint32_t b = 0, i = 0; partly && b < r->nprobed; b++) {
+		struct mrs_ram_map *t = &r->dst[b];
+
+		if (t->created || !t->changed)
+			continue;
+		say_left(err, i++ ? ", '%s'" : partly == 1 ? "; target '%s'" : "; targets '%s'",
+			 t->path);
 	}
 	if (partly)
 		say_left(err, "%s", partly == 1 ? " was partly written" : " were partly written");

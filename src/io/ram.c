@@ -330,6 +330,37 @@ int mrs_ram_mapped_by(dev_t dev, ino_t ino)
 	return found;
 }
 
+/*
+ * Make a regular target exactly m->size bytes of zeros, absent pages then
+ * reading as zero. Holes are punched rather than the file cut to 0 and
+ * grown again: a process that maps the file (a guest restored into with
+ * --force) would take SIGBUS on any page it touched between the two
+ * truncations. Only where punching is not supported is the file cut.
+ */
+static int clear_file(struct mrs_ram_map *m, struct mrs_error *err)
+{
+	struct stat st;
+	off_t keep;
+
+	if (fstat(m->fd, &st))
+		return mrs_err_errno(err, -errno, "cannot stat target '%s'", m->path);
+	keep = st.st_size < (off_t)m->size ? st.st_size : (off_t)m->size;
+	if (st.st_size > (off_t)m->size && ftruncate(m->fd, (off_t)m->size))
+		goto size_failed;
+	if (keep && fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, keep)) {
+		if (errno != EOPNOTSUPP)
+			return mrs_err_errno(err, -errno, "cannot clear target '%s'", m->path);
+		if (ftruncate(m->fd, 0))
+			goto size_failed;
+	}
+	if (ftruncate(m->fd, (off_t)m->size))
+		goto size_failed;
+	return 0;
+size_failed:
+	return mrs_err_errno(err, -errno, "cannot size target '%s' to %" PRIu64 " bytes", m->path,
+			     m->size);
+}
+
 int mrs_ram_prepare_target(struct mrs_ram_map *m, struct mrs_error *err)
 {
 	struct stat st;
@@ -350,10 +381,8 @@ int mrs_ram_prepare_target(struct mrs_ram_map *m, struct mrs_error *err)
 	m->page_size = backing_page_size(m->fd);
 	if (m->blockdev)
 		ret = zero_blockdev(m, err);
-	else if (ftruncate(m->fd, 0) || ftruncate(m->fd, (off_t)m->size))
-		/* Cutting to 0 first is what makes absent pages read as zero. */
-		ret = mrs_err_errno(err, -errno, "cannot size target '%s' to %" PRIu64 " bytes",
-				    m->path, m->size);
+	else
+		ret = clear_file(m, err);
 	/* hugetlbfs has no write(2): pages go in through a mapping. */
 	if (!ret && m->page_size > MRS_MIN_PAGE)
 		ret = map(m, PROT_READ | PROT_WRITE, err);

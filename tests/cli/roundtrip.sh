@@ -45,12 +45,25 @@ expect_rc 0 "$MRSNAP" restore -q "$T/vm.img" --ram pc.ram="$T/a.out" --ram vga="
 [ "$(stat -c %s "$T/a.out")" = $((24 * 1024 * 1024)) ] || fail "target not sized to the block"
 [ ! -s "$T/out" ] || fail "-q printed something"
 
-# Without --ram, restore writes to the paths recorded in the image.
-mv "$T/a.ram" "$T/a.orig"
-mv "$T/b.ram" "$T/b.orig"
+# Without --ram, restore writes to the paths recorded in the image: files
+# of the blocks' sizes there are overwritten...
+cp "$T/a.ram" "$T/a.orig"
+cp "$T/b.ram" "$T/b.orig"
+"$MKRAM" "$T/a.ram" 24M 99 || fail "mkram"
+"$MKRAM" "$T/b.ram" 8M 98 || fail "mkram"
 expect_rc 0 "$MRSNAP" restore "$T/vm.img"
 cmp "$T/a.orig" "$T/a.ram" || fail "restore to the recorded path differs"
 cmp "$T/b.orig" "$T/b.ram" || fail "restore to the recorded path differs"
+# ...but a missing one is created only when named or with --force: an image
+# from someone else must not create files of its choosing (a build without
+# the rule created it).
+rm -f "$T/a.ram" "$T/b.ram"
+expect_rc 3 "$MRSNAP" restore "$T/vm.img"
+expect_err "which does not exist: restore creates a file only where it is told to, with --ram pc.ram=$T/a.ram"
+[ ! -e "$T/a.ram" ] && [ ! -e "$T/b.ram" ] || fail "a refused restore created a recorded path"
+expect_rc 0 "$MRSNAP" restore --force "$T/vm.img"
+cmp "$T/a.orig" "$T/a.ram" || fail "restore --force to the recorded path differs"
+cmp "$T/b.orig" "$T/b.ram" || fail "restore --force to the recorded path differs"
 
 # JSON summaries are objects with the figures scripts need.
 expect_rc 0 "$MRSNAP" snapshot --force --json "$T/vm.img" --ram pc.ram="$T/a.ram"
