@@ -397,13 +397,26 @@ struct commands {
 static int spawn_shell(pid_t *pid, const char *cmd)
 {
 	char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t dfl;
 	int ret;
 
-	ret = posix_spawnattr_init(&attr);
+	/*
+	 * stdin from /dev/null: in a process group of its own the command is in
+	 * the background, and one that read the terminal (a password prompt)
+	 * would be stopped by SIGTTIN with the guest frozen.
+	 */
+	ret = posix_spawn_file_actions_init(&fa);
 	if (ret)
 		return ret;
+	ret = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (!ret)
+		ret = posix_spawnattr_init(&attr);
+	if (ret) {
+		posix_spawn_file_actions_destroy(&fa);
+		return ret;
+	}
 	sigemptyset(&dfl);
 	sigaddset(&dfl, SIGPIPE);
 	sigaddset(&dfl, SIGXFSZ);
@@ -413,22 +426,39 @@ static int spawn_shell(pid_t *pid, const char *cmd)
 	if (!ret)
 		ret = posix_spawnattr_setsigdefault(&attr, &dfl);
 	if (!ret)
-		ret = posix_spawn(pid, "/bin/sh", NULL, &attr, argv, environ);
+		ret = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, environ);
 	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
 	return ret;
 }
 
 static int run_shell(const char *what, const char *cmd, struct mrs_error *err)
 {
-	int status, ret;
+	int status, stopsig, ret;
 	pid_t pid;
 
 	ret = spawn_shell(&pid, cmd);
 	if (ret)
 		return mrs_err_errno(err, -ret, "cannot run the %s command", what);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
+	/*
+	 * WUNTRACED: a command that stops (it wrote to the terminal, or stopped
+	 * itself) would otherwise be waited for forever, the guest frozen.
+	 */
+	for (;;) {
+		if (waitpid(pid, &status, WUNTRACED) < 0) {
+			if (errno == EINTR)
+				continue;
 			return mrs_err_errno(err, -errno, "cannot wait for the %s command", what);
+		}
+		if (!WIFSTOPPED(status))
+			break;
+		stopsig = WSTOPSIG(status);
+		kill(-pid, SIGKILL); /* its own process group */
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		return mrs_err(err, -ECHILD, "the %s command stopped (%s) and was killed: %s",
+			       what, strsignal(stopsig), cmd);
+	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFEXITED(status))

@@ -44,6 +44,26 @@ expect_err "interrupted by SIGHUP"
 expect_no_image "SIGHUP while frozen, non-live"
 expect_running $gpid
 
+# A freeze or thaw command runs in a process group of its own, so it must
+# not wait on the terminal: its stdin is /dev/null, and one that stops is
+# killed and the thaw fails (the guest is thawed by --freeze-pid, which thaws
+# last). Before: a command reading stdin waited for mrsnap's stdin (here a
+# pipe that stays open for 60 s: timeout's exit 124, seen), and one that
+# stopped itself was waited for forever (seen).
+mkfifo "$T/stdin"
+sleep 60 >"$T/stdin" &
+writer=$!
+expect_rc 0 timeout 30 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
+	--freeze-pid $gpid --freeze-cmd true --thaw-cmd 'read x; true' <"$T/stdin"
+kill $writer
+expect_running $gpid
+rm -f "$T/vm.img"
+expect_rc 3 timeout 30 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
+	--freeze-pid $gpid --freeze-cmd true --thaw-cmd 'kill -STOP $$'
+expect_err "the thaw command stopped (Stopped (signal)) and was killed"
+expect_running $gpid
+rm -f "$T/vm.img"
+
 # SIGPIPE is ignored (a closed pipe makes a write fail instead, which takes
 # the clean way out): the snapshot goes on. Before: killed, exit 141 (seen).
 expect_rc 0 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
