@@ -83,7 +83,8 @@ int cli_fail(const struct mrs_error *err)
 	int code = fail_exit(err);
 
 	cli_error("%s", err->msg);
-	cli_json_failure(err->msg, err->code, code);
+	/* A usage mistake is no system error: its errno is null, as for the CLI's own. */
+	cli_json_failure(err->msg, code == EXIT_USAGE ? 0 : err->code, code);
 	return code;
 }
 

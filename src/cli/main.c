@@ -20,7 +20,8 @@ static const char usage[] =
     "  -V, --version         show the version\n"
     "\n"
     "Exit status: 0 success; 1 the image is damaged or a checksum did not match;\n"
-    "2 usage error; 3 the operation failed. See mrsnap(1) and mrsnap-image(5).\n";
+    "2 usage error; 3 the operation failed; 4 (snapshot) the image is in place but\n"
+    "its directory could not be synced. See mrsnap(1) and mrsnap-image(5).\n";
 
 static const struct {
 	const char *name;

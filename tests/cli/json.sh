@@ -118,7 +118,10 @@ for cmd in info verify restore; do
 done
 # Usage errors, before and after --json on the command line: exit 2, errno null.
 for args in "snapshot --json" "snapshot --bogus --json $T/x.img --ram a=$T/a.ram" \
-	"restore --json -j 0 $T/vm.img" "verify --json a b" "info --json" "verify --json -"; do
+	"restore --json -j 0 $T/vm.img" "verify --json a b" "info --json" "verify --json -" \
+	"restore --json $T/vm.img --ram nosuch=$T/x.out"; do
+	# (the last is the library's usage mistake: a build that passed its errno
+	# on, EDOM, failed here)
 	run "$MRSNAP" $args
 	cmd=${args%% *}
 	json_check "$T/out" $rc "failure('$cmd', None); assert d['error']['exit'] == 2"
