@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -391,23 +392,35 @@ static int region_cmp(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* Regions of the whole image (superblock, block table, stream) have no block. */
+#define NO_BLOCK UINT32_MAX
+
+/* "control stream", "bitmap of block 2": for messages. */
+static const char *region_name(char *buf, size_t len, const char *what, uint32_t block)
+{
+	if (block == NO_BLOCK)
+		return what;
+	snprintf(buf, len, "%s of block %" PRIu32, what, block);
+	return buf;
+}
+
 /* Add [offset, offset+len) to the list after checking it fits in the file. */
 static int region_add(struct region *r, size_t *count, uint64_t offset, uint64_t len,
 		      uint64_t align, const char *what, uint32_t block, uint64_t file_size,
 		      struct mrs_error *err)
 {
+	char name[64];
 	uint64_t end;
 
 	if (offset % align)
-		return mrs_err(err, -EPROTO,
-			       "%s of block %" PRIu32 " at offset 0x%" PRIx64
-			       " is not aligned to %" PRIu64 " bytes",
-			       what, block, offset, align);
+		return mrs_err(err, -EPROTO, "%s at offset 0x%" PRIx64 " is not aligned to %" PRIu64
+			       " bytes",
+			       region_name(name, sizeof(name), what, block), offset, align);
 	if (!mrs_add_ok(offset, len, &end) || end > file_size)
 		return mrs_err(err, -EPROTO,
-			       "%s of block %" PRIu32 " at offset 0x%" PRIx64 " (%" PRIu64
+			       "%s at offset 0x%" PRIx64 " (%" PRIu64
 			       " bytes) runs past the end of the file (%" PRIu64 " bytes)",
-			       what, block, offset, len, file_size);
+			       region_name(name, sizeof(name), what, block), offset, len, file_size);
 	r[*count] = (struct region){offset, end, what, block};
 	(*count)++;
 	return 0;
@@ -424,13 +437,13 @@ int mrs_layout_check(const struct mrs_superblock *sb, const struct mrs_block_hea
 	r = calloc(max, sizeof(*r));
 	if (!r)
 		return mrs_err(err, -ENOMEM, "out of memory");
-	ret = region_add(r, &count, 0, MRS_SB_AREA, 1, "superblock", 0, file_size, err);
+	ret = region_add(r, &count, 0, MRS_SB_AREA, 1, "superblock", NO_BLOCK, file_size, err);
 	if (!ret)
 		ret = region_add(r, &count, sb->block_table_offset, (uint64_t)n * MRS_BH_SIZE,
-				 MRS_META_ALIGN, "block table", 0, file_size, err);
+				 MRS_META_ALIGN, "block table", NO_BLOCK, file_size, err);
 	if (!ret && sb->stream_length)
 		ret = region_add(r, &count, sb->stream_offset, sb->stream_length, MRS_META_ALIGN,
-				 "control stream", 0, file_size, err);
+				 "control stream", NO_BLOCK, file_size, err);
 	for (uint32_t i = 0; !ret && i < n; i++) {
 		const struct mrs_block_header *b = &blocks[i];
 
@@ -450,10 +463,11 @@ int mrs_layout_check(const struct mrs_superblock *sb, const struct mrs_block_hea
 	 * before the furthest end seen so far (regions are never empty). */
 	for (size_t i = 1, far = 0; i < count; i++) {
 		if (r[i].start < r[far].end) {
-			ret = mrs_err(err, -EPROTO,
-				      "%s of block %" PRIu32 " at 0x%" PRIx64
-				      " overlaps %s of block %" PRIu32 " at 0x%" PRIx64,
-				      r[i].what, r[i].block, r[i].start, r[far].what, r[far].block,
+			char a[64], b[64];
+
+			ret = mrs_err(err, -EPROTO, "%s at 0x%" PRIx64 " overlaps %s at 0x%" PRIx64,
+				      region_name(a, sizeof(a), r[i].what, r[i].block), r[i].start,
+				      region_name(b, sizeof(b), r[far].what, r[far].block),
 				      r[far].start);
 			goto out;
 		}

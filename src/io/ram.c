@@ -138,14 +138,15 @@ int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struc
 	m->sparse = on_tmpfs(m->fd);
 	m->size = spec->size ? spec->size : have;
 	if (m->size == 0 || m->size % m->page_size) {
-		ret = mrs_err(err, -EINVAL,
+		/* A value the user gave (size=) or a file no block can be: a usage mistake. */
+		ret = mrs_err(err, -MRS_EUSAGE,
 			      "'%s': size %" PRIu64
 			      " is not a positive multiple of the page size %" PRIu64,
 			      spec->path, m->size, m->page_size);
 		goto fail;
 	}
 	if (m->size > have) {
-		ret = mrs_err(err, -EINVAL,
+		ret = mrs_err(err, -MRS_EUSAGE,
 			      "'%s' holds %" PRIu64 " bytes, fewer than the %" PRIu64 " asked for",
 			      spec->path, have, m->size);
 		goto fail;

@@ -75,6 +75,14 @@ expect_rc 2 "$MRSNAP" snapshot --max-rounds 5 "$T/x.img" --ram a=/x
 expect_err "--downtime and --max-rounds are for --live"
 expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram "a=/x,size=12Q"
 expect_err "bad size '12Q'"
+# A size= that no block can have, or more than the file holds: a mistake in
+# what was asked, exit 2 (a build that called it a failure, exit 3, failed).
+truncate -s 1M "$T/r.ram"
+expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram "a=$T/r.ram,size=1000"
+expect_err "size 1000 is not a positive multiple of the page size 4096"
+expect_rc 2 "$MRSNAP" snapshot "$T/x.img" --ram "a=$T/r.ram,size=2M"
+expect_err "holds 1048576 bytes, fewer than the 2097152 asked for"
+[ ! -e "$T/x.img" ] || fail "a refused snapshot left an image"
 expect_rc 2 "$MRSNAP" snapshot --bogus "$T/x.img" --ram a=/x
 expect_err "mrsnap snapshot: unrecognized option '--bogus'"
 expect_err "Try 'mrsnap snapshot --help'"
