@@ -178,8 +178,9 @@ struct mrs_save_opts {
 
 	/*
 	 * Called from the calling thread after each round; may be NULL. Never
-	 * while the guest is frozen: the frozen round is reported once the
-	 * guest is thawed (or, with leave_frozen, once the image is in place).
+	 * while the guest is frozen, except with leave_frozen, where the guest
+	 * stays frozen: the frozen round is reported once the guest is thawed
+	 * (with leave_frozen, right after the frozen round).
 	 */
 	void (*round_done)(void *ctx, const struct mrs_round_info *round);
 	void *round_ctx;
