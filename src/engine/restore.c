@@ -187,6 +187,50 @@ static int check_targets(struct restore *r, struct mrs_error *err)
 	return 0;
 }
 
+/*
+ * Room for the pages, checked before anything changes: a restore that ran
+ * out of space half-way would have cleared an existing target for nothing.
+ * Targets on one filesystem (same device) share its free space; what a
+ * target holds now is given back when it is cleared. Block devices are
+ * sized already. force skips this (free space can be reserved or change).
+ */
+static int check_space(struct restore *r, struct mrs_error *err)
+{
+	const struct mrs_image_meta *m = &r->img.meta;
+
+	for (uint32_t b = 0; !r->opts->force && b < r->nprobed; b++) {
+		uint64_t need = 0, room = 0, freed_all = 0;
+		bool first = true;
+
+		if (r->dst[b].blockdev)
+			continue;
+		for (uint32_t o = 0; o < r->nprobed; o++) {
+			uint64_t freed, free_now;
+			int ret;
+
+			if (r->dst[o].blockdev || r->dst[o].dev != r->dst[b].dev)
+				continue;
+			if (o < b)
+				break; /* this filesystem was checked with block o */
+			ret = mrs_ram_target_room(&r->dst[o], &free_now, &freed, err);
+			if (ret)
+				return ret;
+			if (first)
+				room = free_now;
+			first = false;
+			freed_all += freed;
+			need += m->blocks[o].pages_present * m->blocks[o].page_size;
+		}
+		if (!first && need > room + freed_all)
+			return mrs_err(err, -ENOSPC,
+				       "target '%s' of block '%s': its filesystem has %" PRIu64
+				       " bytes free, and the pages to restore there take %" PRIu64
+				       "; nothing was written (--force tries anyway)",
+				       r->dst[b].path, r->dst[b].name, room + freed_all, need);
+	}
+	return 0;
+}
+
 /* The first change to the outside world: targets created, sized, cleared. */
 static int prepare_targets(struct restore *r, struct mrs_error *err)
 {
@@ -329,6 +373,8 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 		ret = resolve_targets(&r, targets, ntargets, err);
 	if (!ret)
 		ret = check_targets(&r, err);
+	if (!ret)
+		ret = check_space(&r, err);
 	if (!ret)
 		ret = mrs_image_reader_channels(&r.img, &r.io, &r.cs, err);
 	/* Change: from here on a failure has to be undone or named. */

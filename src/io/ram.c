@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -360,6 +361,35 @@ static int clear_file(struct mrs_ram_map *m, struct mrs_error *err)
 size_failed:
 	return mrs_err_errno(err, -errno, "cannot size target '%s' to %" PRIu64 " bytes", m->path,
 			     m->size);
+}
+
+int mrs_ram_target_room(const struct mrs_ram_map *m, uint64_t *room, uint64_t *freed,
+			struct mrs_error *err)
+{
+	struct statvfs vfs;
+	struct stat st;
+	char *dir = NULL;
+	int ret;
+
+	*freed = 0;
+	if (m->exists) {
+		ret = fstatvfs(m->fd, &vfs);
+		if (!ret && fstat(m->fd, &st) == 0)
+			*freed = (uint64_t)st.st_blocks * 512; /* given back when it is cleared */
+	} else {
+		char *copy = strdup(m->path);
+
+		if (!copy)
+			return mrs_err(err, -ENOMEM, "out of memory");
+		dir = dirname(copy);
+		ret = statvfs(dir, &vfs);
+		free(copy);
+	}
+	if (ret)
+		return mrs_err_errno(err, -errno, "cannot tell the free space for target '%s'",
+				     m->path);
+	*room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	return 0;
 }
 
 int mrs_ram_prepare_target(struct mrs_ram_map *m, struct mrs_error *err)

@@ -62,6 +62,13 @@ int mrs_ram_mapped_by(dev_t dev, ino_t ino);
 /* After a failure: remove a target that mrs_ram_prepare_target created. */
 void mrs_ram_discard_target(struct mrs_ram_map *m);
 
+/*
+ * For a probed regular target: the bytes free on its filesystem (room) and
+ * those its file holds now, which clearing it gives back (freed).
+ */
+int mrs_ram_target_room(const struct mrs_ram_map *m, uint64_t *room, uint64_t *freed,
+			struct mrs_error *err);
+
 /* Make what was loaded into a target durable. */
 int mrs_ram_flush(struct mrs_ram_map *m, struct mrs_error *err);
 
