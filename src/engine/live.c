@@ -27,10 +27,11 @@
  * - after round 1 it is round 1's duration, for the same reason;
  * - from then on, the fitted line at the last round, which smooths a round
  *   slowed or sped up by the running guest.
- * A fit with a negative cost (noise: rounds whose durations fall as they
- * write more, or rise steeply) and rounds that all wrote in the same
- * proportion to their scan do not tell the costs apart; then every round's
- * time is charged to its scan, the one cost the frozen round surely has.
+ * A fit with a negative cost (noise: durations that fall as rounds write
+ * more, or rise so steeply that scanning would cost less than nothing) and
+ * rounds that all wrote in the same proportion to their scan do not tell
+ * the costs apart; then every round's time is charged to its scan, the one
+ * cost the frozen round surely has.
  */
 #include "live.h"
 
