@@ -229,6 +229,13 @@ struct mrs_save_report {
 	uint32_t nblocks;
 	/* nblocks of them, as written (path: the source's, as recorded); NULL if out of memory */
 	struct mrs_block_info *blocks;
+	/*
+	 * Live: how long the frozen round was expected to take when the live
+	 * rounds ended (its scan of all RAM and its writes, at the costs
+	 * measured in the live rounds); the frozen round's duration_ns is what
+	 * it took. 0 if not live.
+	 */
+	uint64_t estimated_downtime_ns;
 };
 
 /*

@@ -34,8 +34,9 @@ static const char usage[] =
     "                          kill it); on failure it is thawed all the same\n"
     "Live snapshots (need a freeze option):\n"
     "      --live              copy memory in rounds while the guest runs\n"
-    "      --downtime MS       end the rounds once the last round's data could be\n"
-    "                          written within MS milliseconds (default 300)\n"
+    "      --downtime MS       end the rounds once the frozen round (a scan of all\n"
+    "                          RAM, and the writes of one round) is expected to take\n"
+    "                          at most MS milliseconds (default 300)\n"
     "      --max-rounds N      at most N rounds, the frozen one included (default 30)\n"
     "\n"
     "The image is written to a temporary file next to IMAGE (mode 0600) and renamed\n"
@@ -223,6 +224,7 @@ static void print_json(const struct args *a, const struct mrs_save_report *r,
 	cli_json_rounds(&j, r->rounds, r->nrounds);
 	json_str(&j, "stop_reason", mrs_stop_reason_name(r->stop_reason));
 	json_double(&j, "downtime_seconds", cli_seconds(r->downtime_ns));
+	json_double(&j, "estimated_downtime_seconds", cli_seconds(r->estimated_downtime_ns));
 	json_u64(&j, "pages_total", r->pages_total);
 	json_u64(&j, "pages_present", r->pages_present);
 	json_u64(&j, "pages_zero", r->pages_total - r->pages_present);
@@ -248,8 +250,10 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 		printf("%s: removed %u temporary file%s left by a snapshot that did not finish\n",
 		       a->image, r->stale_removed, r->stale_removed == 1 ? "" : "s");
 	if (a->opts.live)
-		printf("%s: live: %u rounds (%s), downtime %.1f ms\n", a->image, r->nrounds,
-		       mrs_stop_reason_name(r->stop_reason), cli_seconds(r->downtime_ns) * 1e3);
+		printf("%s: live: %u rounds (%s), downtime %.1f ms (estimated %.1f ms)\n", a->image,
+		       r->nrounds, mrs_stop_reason_name(r->stop_reason),
+		       cli_seconds(r->downtime_ns) * 1e3,
+		       cli_seconds(r->estimated_downtime_ns) * 1e3);
 	else if (a->nfreezers && !a->opts.leave_frozen)
 		printf("%s: guest frozen for %.1f ms\n", a->image,
 		       cli_seconds(r->downtime_ns) * 1e3);

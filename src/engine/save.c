@@ -17,6 +17,7 @@
 #include "error.h"
 #include "codec.h"
 #include "freeze.h"
+#include "live.h"
 #include "reader.h"
 #include "tmpimage.h"
 #include "metaio.h"
@@ -44,6 +45,7 @@ struct save {
 	uint32_t nrounds;
 	enum mrs_stop_reason stop_reason;
 	uint64_t frozen_at, downtime_ns; /* frozen_at: 0 while the guest runs */
+	uint64_t estimated_downtime_ns;	 /* the frozen round's, when the live rounds ended */
 	mrs_progress_fn progress;	 /* the caller's, called through save_progress */
 	void *progress_ctx;
 };
@@ -293,30 +295,48 @@ static int save_paused(struct save *s, struct mrs_error *err)
 }
 
 /*
- * Whether the live rounds should end after the round just run, and why.
- * Round 0 wrote everything, so the dirty set can only be compared from
- * round 2 on. The policy: docs/DESIGN.md, "Live rounds".
+ * Whether the live rounds should end after the n live rounds so far, and
+ * why; the policy and its estimate are mrs_live_decide()'s (docs/DESIGN.md,
+ * "Live rounds").
  */
-static bool rounds_done(struct save *s, uint64_t live_bytes, uint64_t live_ns, uint64_t prev_dirty)
+static bool rounds_done(struct save *s, const struct mrs_round_stats *live, uint32_t n)
 {
-	const struct mrs_round_info *last = &s->rounds[s->nrounds - 1];
-	unsigned max_rounds = s->opts->max_rounds ? s->opts->max_rounds : MAX_ROUNDS_DEFAULT;
 	unsigned downtime_ms = s->opts->downtime_ms ? s->opts->downtime_ms : DOWNTIME_MS_DEFAULT;
-	double rate = live_ns ? (double)live_bytes / (double)live_ns : 0; /* bytes per ns */
+	struct mrs_live_policy policy = {
+	    .downtime_ns = downtime_ms * 1000000ull,
+	    .max_rounds = s->opts->max_rounds ? s->opts->max_rounds : MAX_ROUNDS_DEFAULT,
+	};
 
-	if (s->nrounds + 1 >= max_rounds) {
+	switch (mrs_live_decide(&policy, live, n, &s->estimated_downtime_ns)) {
+	case MRS_LIVE_MAX_ROUNDS:
 		s->stop_reason = MRS_STOP_MAX_ROUNDS;
 		return true;
-	}
-	if ((double)last->bytes_written <= rate * (double)downtime_ms * 1e6) {
+	case MRS_LIVE_CONVERGED:
 		s->stop_reason = MRS_STOP_CONVERGED;
 		return true;
-	}
-	if (s->nrounds >= 3 && last->bytes_written >= prev_dirty) {
+	case MRS_LIVE_NO_PROGRESS:
 		s->stop_reason = MRS_STOP_NO_PROGRESS;
 		return true;
+	default:
+		return false;
 	}
-	return false;
+}
+
+/* Add the round just run to the live rounds' statistics. */
+static int note_live_round(struct save *s, struct mrs_round_stats **live, struct mrs_error *err)
+{
+	const struct mrs_round_info *last = &s->rounds[s->nrounds - 1];
+	struct mrs_round_stats *grown = realloc(*live, s->nrounds * sizeof(**live));
+
+	if (!grown)
+		return mrs_err(err, -ENOMEM, "out of memory");
+	*live = grown;
+	grown[s->nrounds - 1] = (struct mrs_round_stats){
+	    .pages_scanned = last->pages_scanned,
+	    .bytes_written = last->bytes_written,
+	    .duration_ns = last->duration_ns,
+	};
+	return 0;
 }
 
 /*
@@ -327,23 +347,17 @@ static bool rounds_done(struct save *s, uint64_t live_bytes, uint64_t live_ns, u
  */
 static int save_live(struct save *s, struct mrs_error *err)
 {
-	uint64_t live_bytes = 0, live_ns = 0, prev_dirty = UINT64_MAX;
+	struct mrs_round_stats *live = NULL;
 	int ret;
 
 	do {
-		const struct mrs_round_info *last;
-
 		ret = run_round(s, s->nrounds ? MRS_JOB_CHANGED_ONLY : 0, false, err);
-		if (ret)
-			return ret;
-		last = &s->rounds[s->nrounds - 1];
-		live_bytes += last->bytes_written;
-		live_ns += last->duration_ns;
-		if (rounds_done(s, live_bytes, live_ns, prev_dirty))
-			break;
-		prev_dirty = last->bytes_written;
-	} while (1);
-	ret = freeze(s, err);
+		if (!ret)
+			ret = note_live_round(s, &live, err);
+	} while (!ret && !rounds_done(s, live, s->nrounds));
+	free(live);
+	if (!ret)
+		ret = freeze(s, err);
 	if (!ret)
 		ret = run_round(s, MRS_JOB_CHANGED_ONLY, true, err);
 	return ret;
@@ -429,6 +443,7 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	report->stop_reason = s->stop_reason;
 	report->downtime_ns = s->downtime_ns;
 	report->stale_removed = s->file.stale_removed;
+	report->estimated_downtime_ns = s->estimated_downtime_ns;
 	s->rounds = NULL;
 	/* The image is in place whatever happens here: without memory, no block list. */
 	report->nblocks = s->n;

@@ -69,7 +69,8 @@ PY
 }
 
 SNAPSHOT='{"live": bool, "channels": int, "direct": bool, "blocks": list, "rounds": list,
-	"stop_reason": str, "downtime_seconds": float, "pages_total": int, "pages_present": int,
+	"stop_reason": str, "downtime_seconds": float, "estimated_downtime_seconds": float,
+	"pages_total": int, "pages_present": int,
 	"pages_zero": int, "written_bytes": int, "image_size_bytes": int,
 	"stale_temporary_files_removed": int, "duration_seconds": float}'
 INFO='{"format_version": int, "complete": bool, "live": bool, "created": str,
