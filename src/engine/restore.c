@@ -221,12 +221,14 @@ static int check_space(struct restore *r, struct mrs_error *err)
 			freed_all += freed;
 			need += m->blocks[o].pages_present * m->blocks[o].page_size;
 		}
-		if (!first && need > room + freed_all)
+		/* Saturating: room is UINT64_MAX where it is not counted (hugetlbfs). */
+		room = room > UINT64_MAX - freed_all ? UINT64_MAX : room + freed_all;
+		if (!first && need > room)
 			return mrs_err(err, -ENOSPC,
 				       "target '%s' of block '%s': its filesystem has %" PRIu64
 				       " bytes free, and the pages to restore there take %" PRIu64
 				       "; nothing was written (--force tries anyway)",
-				       r->dst[b].path, r->dst[b].name, room + freed_all, need);
+				       r->dst[b].path, r->dst[b].name, room, need);
 	}
 	return 0;
 }

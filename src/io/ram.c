@@ -367,13 +367,14 @@ int mrs_ram_target_room(const struct mrs_ram_map *m, uint64_t *room, uint64_t *f
 			struct mrs_error *err)
 {
 	struct statvfs vfs;
+	struct statfs fs;
 	struct stat st;
 	char *dir = NULL;
 	int ret;
 
 	*freed = 0;
 	if (m->exists) {
-		ret = fstatvfs(m->fd, &vfs);
+		ret = fstatvfs(m->fd, &vfs) || fstatfs(m->fd, &fs);
 		if (!ret && fstat(m->fd, &st) == 0)
 			*freed = (uint64_t)st.st_blocks * 512; /* given back when it is cleared */
 	} else {
@@ -382,13 +383,20 @@ int mrs_ram_target_room(const struct mrs_ram_map *m, uint64_t *room, uint64_t *f
 		if (!copy)
 			return mrs_err(err, -ENOMEM, "out of memory");
 		dir = dirname(copy);
-		ret = statvfs(dir, &vfs);
+		ret = statvfs(dir, &vfs) || statfs(dir, &fs);
 		free(copy);
 	}
 	if (ret)
 		return mrs_err_errno(err, -errno, "cannot tell the free space for target '%s'",
 				     m->path);
 	*room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	/*
+	 * hugetlbfs: the free count is the pool's, and a file's pages are not in
+	 * st_blocks; pages it already holds would be counted as missing. Its
+	 * pool is set aside for guests beforehand, so do not second-guess it.
+	 */
+	if (fs.f_type == HUGETLBFS_MAGIC)
+		*room = UINT64_MAX;
 	return 0;
 }
 
