@@ -2,7 +2,7 @@
 /*
  * The channel set: threads with an io_uring, an image fd and registered
  * buffers each; their job queues; and the sync that orders rounds. What a
- * channel does with a job is in channel_work.c.
+ * channel does with a job is in transfer.c.
  */
 #include <errno.h>
 #include <fcntl.h>
