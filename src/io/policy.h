@@ -46,7 +46,6 @@ enum mrs_page_flow {
 };
 
 struct mrs_page_ops {
-	const char *name;
 	enum mrs_page_flow flow;
 	/*
 	 * Plan a run from a job: from page on (below end), how many pages need

@@ -72,7 +72,6 @@ static bool load_large_page_read(const struct mrs_page_job *j, uint64_t page, ui
 }
 
 const struct mrs_page_ops mrs_load_ops = {
-    .name = "load",
     .flow = MRS_FLOW_IMAGE_TO_RAM,
     .plan_run = plan_present,
     .page_read = load_page_read,
@@ -99,7 +98,6 @@ static bool always(const struct mrs_page_job *j)
 }
 
 const struct mrs_page_ops mrs_verify_ops = {
-    .name = "verify",
     .flow = MRS_FLOW_IMAGE_TO_NONE,
     .plan_run = plan_present,
     .page_read = verify_page_read,

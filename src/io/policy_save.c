@@ -116,7 +116,6 @@ static bool save_large_page_read(const struct mrs_page_job *j, uint64_t page, ui
 }
 
 const struct mrs_page_ops mrs_save_ops = {
-    .name = "save",
     .flow = MRS_FLOW_RAM_TO_IMAGE,
     .plan_run = save_plan_run,
     .page_read = save_page_read,
