@@ -81,9 +81,14 @@ int mrs_pass_run(const struct mrs_pass *pass, struct mrs_error *err)
 		uint64_t step = JOB_BYTES / cb->page_size ? JOB_BYTES / cb->page_size : 1;
 
 		for (uint64_t first = 0; first < cb->page_count; first += step) {
-			struct mrs_job job = {pass->kind, pass->flags, b, first,
-					      cb->page_count - first < step ? cb->page_count - first
-									    : step};
+			struct mrs_job job = {
+			    .ops = pass->ops,
+			    .flags = pass->flags,
+			    .block = b,
+			    .first_page = first,
+			    .npages = cb->page_count - first < step ? cb->page_count - first : step,
+			    .pages = &pass->pages[b],
+			};
 			bool room;
 
 			do {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A pass: one kind of job over every page of every block, fed to the
- * channels a little at a time so that the calling thread can report progress
- * and notice a cancel request, and finished with one sync.
+ * A pass: one kind of job (one page policy) over every page of every block,
+ * fed to the channels a little at a time so that the calling thread can
+ * report progress and notice a cancel request, and finished with one sync.
  */
 #ifndef MRS_PASS_H
 #define MRS_PASS_H
@@ -15,11 +15,12 @@
 struct mrs_pass {
 	struct mrs_chanset *cs;
 	const struct mrs_chan_block *blocks;
+	struct mrs_page_state *pages; /* per block, handed to every job */
 	uint32_t nblocks;
-	enum mrs_job_kind kind;
-	unsigned flags;		      /* MRS_JOB_* */
-	const char *phase;	      /* for progress: "round 0", "restore", ... */
-	const struct mrs_io_opts *io; /* progress callback and interval */
+	const struct mrs_page_ops *ops; /* mrs_save_ops, mrs_load_ops, mrs_verify_ops */
+	unsigned flags;			/* MRS_JOB_*: the policy's parameters */
+	const char *phase;		/* for progress: "round 0", "restore", ... */
+	const struct mrs_io_opts *io;	/* progress callback and interval */
 	unsigned channels;
 };
 

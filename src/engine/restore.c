@@ -253,8 +253,9 @@ static int load(struct restore *r, struct mrs_error *err)
 	struct mrs_pass pass = {
 	    .cs = r->cs,
 	    .blocks = r->img.cb,
+	    .pages = r->img.pages,
 	    .nblocks = r->img.meta.sb.block_count,
-	    .kind = MRS_JOB_LOAD,
+	    .ops = &mrs_load_ops,
 	    .flags = r->opts->verify ? MRS_JOB_CHECK : 0,
 	    .phase = "restore",
 	    .io = &r->io,

@@ -37,6 +37,7 @@ struct save {
 	struct mrs_superblock sb;
 	struct mrs_block_header *bh;
 	struct mrs_chan_block *cb;
+	struct mrs_page_state *pages; /* per block: what the image holds, kept by the channels */
 	struct mrs_chanset *cs;
 
 	struct mrs_stream_buf stream;
@@ -128,7 +129,8 @@ static int plan_image(struct save *s, struct mrs_error *err)
 
 	s->bh = calloc(s->n, sizeof(*s->bh));
 	s->cb = calloc(s->n, sizeof(*s->cb));
-	if (!s->bh || !s->cb)
+	s->pages = calloc(s->n, sizeof(*s->pages));
+	if (!s->bh || !s->cb || !s->pages)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < s->n; i++) {
 		s->bh[i].index = i;
@@ -186,9 +188,9 @@ static int open_channels(struct save *s, struct mrs_error *err)
 		cb->page_size = s->bh[i].page_size;
 		cb->page_count = s->bh[i].page_count;
 		cb->pages_offset = s->bh[i].pages_offset;
-		cb->hashes = calloc(cb->page_count, sizeof(*cb->hashes));
-		cb->present = calloc(cb->page_count, 1);
-		if (!cb->hashes || !cb->present)
+		s->pages[i].hashes = calloc(cb->page_count, sizeof(*s->pages[i].hashes));
+		s->pages[i].present = calloc(cb->page_count, 1);
+		if (!s->pages[i].hashes || !s->pages[i].present)
 			return mrs_err(err, -ENOMEM,
 				       "out of memory for the state of %" PRIu64 " pages",
 				       cb->page_count);
@@ -214,8 +216,17 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	struct mrs_round_info *grown;
 	struct mrs_round r = {0};
 	uint64_t t0 = mrs_now_ns();
-	struct mrs_pass pass = {s->cs, s->cb, s->n,   MRS_JOB_SAVE,
-				flags, phase, &s->io, s->io.channels};
+	struct mrs_pass pass = {
+	    .cs = s->cs,
+	    .blocks = s->cb,
+	    .pages = s->pages,
+	    .nblocks = s->n,
+	    .ops = &mrs_save_ops,
+	    .flags = flags,
+	    .phase = phase,
+	    .io = &s->io,
+	    .channels = s->io.channels,
+	};
 	int ret;
 
 	snprintf(phase, sizeof(phase), "round %u", s->nrounds);
@@ -393,11 +404,11 @@ static int finish_image(struct save *s, struct mrs_error *err)
 	int ret = 0;
 
 	for (uint32_t i = 0; i < s->n && !ret; i++) {
-		uint8_t *bitmap = make_bitmap(&s->bh[i], s->cb[i].present);
+		uint8_t *bitmap = make_bitmap(&s->bh[i], s->pages[i].present);
 
 		if (!bitmap)
 			return mrs_err(err, -ENOMEM, "out of memory");
-		ret = mrs_meta_write_tables(s->file.fd, &s->bh[i], bitmap, s->cb[i].hashes, err);
+		ret = mrs_meta_write_tables(s->file.fd, &s->bh[i], bitmap, s->pages[i].hashes, err);
 		free(bitmap);
 	}
 	if (!ret)
@@ -456,14 +467,15 @@ static void cleanup(struct save *s)
 {
 	mrs_chanset_close(s->cs);
 	mrs_tmpimage_discard(&s->file);
-	for (uint32_t i = 0; s->cb && i < s->n; i++) {
-		free(s->cb[i].hashes);
-		free(s->cb[i].present);
+	for (uint32_t i = 0; s->pages && i < s->n; i++) {
+		free(s->pages[i].hashes);
+		free(s->pages[i].present);
 	}
 	for (uint32_t i = 0; i < s->nopen; i++)
 		mrs_ram_close(&s->src[i]);
 	free(s->src);
 	free(s->cb);
+	free(s->pages);
 	free(s->bh);
 	free(s->rounds);
 	mrs_stream_buf_free(&s->stream);

@@ -75,8 +75,15 @@ int mrs_verify(const char *path, const struct mrs_io_opts *opts, struct mrs_veri
 		ret = mrs_image_reader_channels(&img, &io, &cs, err);
 	if (!ret) {
 		struct mrs_pass pass = {
-		    cs,	 img.cb,     img.meta.sb.block_count, MRS_JOB_VERIFY, 0, "verify",
-		    &io, io.channels};
+		    .cs = cs,
+		    .blocks = img.cb,
+		    .pages = img.pages,
+		    .nblocks = img.meta.sb.block_count,
+		    .ops = &mrs_verify_ops,
+		    .phase = "verify",
+		    .io = &io,
+		    .channels = io.channels,
+		};
 
 		ret = mrs_pass_run(&pass, err);
 	}

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The channel set: threads with an io_uring, an image fd and registered
- * buffers each; their job queues; and the sync that orders rounds. What a
- * channel does with a job is in channel_work.c.
+ * buffers each; their job queues; and the sync that orders rounds. How a
+ * channel moves a job's pages is in transfer.c, which pages and what they
+ * mean in the job's policy (policy.h).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -5,9 +5,10 @@
  * Each channel owns one io_uring, one fd of the image (so O_DIRECT can be
  * set on channel fds while metadata keeps its buffered fd) and a pool of
  * buffers registered with its ring. The main thread only decides what to
- * transfer, as jobs (a range of pages of one block); channels do the
- * per-page work (reading RAM, zero detection, xxh3-64) and the I/O, in runs
- * of contiguous pages of up to max_request bytes.
+ * transfer, as jobs (a range of pages of one block, and the policy that
+ * chooses among them); channels do the I/O, in runs of contiguous pages of
+ * up to max_request bytes (transfer.c), and the per-page work in their own
+ * threads: the job's policy (zero detection, xxh3-64, policy.h) runs there.
  *
  * Sync (docs/DESIGN.md, "Channels and when they sync"): mrs_chanset_sync()
  * returns only when every job queued before it has completed on every
@@ -61,40 +62,46 @@ struct mrs_chan_block {
 	 * pages in holes are zero, and are skipped without reading them.
 	 */
 	bool sparse;
-	/*
-	 * Per-page state. A channel reads and writes only the entries of the
-	 * pages in its own jobs; the main thread reads them after a sync.
-	 *   hashes:  save: xxh3-64 of what was last written (0: nothing);
-	 *            load and verify: the expected hash.
-	 *   present: save: set when written, cleared when it became zero;
-	 *            load and verify: which pages to read.
-	 */
+};
+
+/*
+ * What the image holds for each page of a block, as far as a job knows it:
+ * whether the page is present, and the xxh3-64 of its bytes there (0 for an
+ * absent page). Save keeps it up to date with what it has written; load and
+ * verify get it from the image's bitmap and checksum table. The engine
+ * owns it and hands it to each job; only the job's policy reads or writes
+ * it, and only the entries of the job's own pages, so the main thread may
+ * read it after a sync (docs/DESIGN.md, "Channels and when they sync").
+ */
+struct mrs_page_state {
 	uint64_t *hashes;
 	uint8_t *present;
 };
 
-enum mrs_job_kind {
-	/*
-	 * Read a range of the block into channel buffers, hash each page of
-	 * the copy, and write the non-zero (or, with CHANGED_ONLY, changed)
-	 * pages from the copy: the stored hash is always that of the bytes
-	 * written, however the guest changes its memory meanwhile.
-	 */
-	MRS_JOB_SAVE,
-	MRS_JOB_LOAD,	/* read the present pages of a range and write them to the block */
-	MRS_JOB_VERIFY, /* read the present pages of a range and check their hashes */
-};
+/*
+ * What a job does with its pages: a policy (policy.h). The three kinds:
+ *   save:   read a range of the block into channel buffers, hash each page
+ *           of the copy, and write the non-zero (or, with CHANGED_ONLY,
+ *           changed) pages from the copy: the stored hash is always that of
+ *           the bytes written, however the guest changes its memory
+ *           meanwhile;
+ *   load:   read the present pages of a range and write them to the block;
+ *   verify: read the present pages of a range and check their hashes.
+ */
+struct mrs_page_ops;
+extern const struct mrs_page_ops mrs_save_ops, mrs_load_ops, mrs_verify_ops;
 
-/* Job flags. */
+/* Job flags: parameters of a policy. */
 #define MRS_JOB_CHANGED_ONLY 0x1u /* save: skip pages whose hash equals the last written */
 #define MRS_JOB_CHECK	     0x2u /* load: check each page's hash once read; fail on mismatch */
 
 struct mrs_job {
-	enum mrs_job_kind kind;
+	const struct mrs_page_ops *ops;
 	unsigned flags;
 	uint32_t block;
 	uint64_t first_page;
 	uint64_t npages;
+	struct mrs_page_state *pages; /* the block's; read and written by ops only */
 };
 
 /* One I/O request as fault-injection hooks see it. */

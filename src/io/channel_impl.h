@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Inside the channels: the structures shared by channel.c (the set, its
- * threads, queues and sync) and channel_work.c (turning jobs into I/O).
+ * threads, queues and sync) and transfer.c (turning jobs into I/O). The
+ * page policies (policy.h) see none of this.
  * Fields are grouped by who may touch them: that is where races hide.
  */
 #ifndef MRS_CHANNEL_IMPL_H
@@ -31,7 +32,6 @@ struct request {
 	uint64_t first_page;
 	uint32_t npages;
 	uint32_t block;
-	unsigned flags; /* of the job */
 	unsigned slot;	/* the buffer it holds a reference to */
 	unsigned rec;	/* its job: index into channel.recs */
 	bool busy;
@@ -164,7 +164,7 @@ bool mrs_chan_next_job(struct channel *ch);
 /* A job leaves the channel, done or dropped: count it and wake the main thread. */
 void mrs_chan_account_job(struct channel *ch, const struct mrs_job *job);
 
-/* channel_work.c */
+/* transfer.c */
 /* Queue as many requests as there are free requests, buffers and work. */
 void mrs_chan_fill(struct channel *ch);
 /* Handle one completion. */

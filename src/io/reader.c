@@ -60,23 +60,25 @@ int mrs_image_reader_blocks(struct mrs_image_reader *r, struct mrs_error *err)
 	uint32_t n = r->meta.sb.block_count;
 
 	r->cb = calloc(n, sizeof(*r->cb));
-	if (!r->cb)
+	r->pages = calloc(n, sizeof(*r->pages));
+	if (!r->cb || !r->pages)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	for (uint32_t i = 0; i < n; i++) {
 		const struct mrs_block_header *bh = &r->meta.blocks[i];
 		struct mrs_chan_block *cb = &r->cb[i];
+		struct mrs_page_state *ps = &r->pages[i];
 
 		cb->name = bh->name;
 		cb->fd = -1;
 		cb->page_size = bh->page_size;
 		cb->page_count = bh->page_count;
 		cb->pages_offset = bh->pages_offset;
-		cb->hashes = r->meta.hashes[i];
-		cb->present = malloc(bh->page_count);
-		if (!cb->present)
+		ps->hashes = r->meta.hashes[i];
+		ps->present = malloc(bh->page_count);
+		if (!ps->present)
 			return mrs_err(err, -ENOMEM, "out of memory");
 		for (uint64_t p = 0; p < bh->page_count; p++)
-			cb->present[p] = mrs_bitmap_test(r->meta.bitmaps[i], p);
+			ps->present[p] = mrs_bitmap_test(r->meta.bitmaps[i], p);
 	}
 	return 0;
 }
@@ -98,8 +100,9 @@ int mrs_image_reader_channels(struct mrs_image_reader *r, const struct mrs_io_op
 
 void mrs_image_reader_close(struct mrs_image_reader *r)
 {
-	for (uint32_t i = 0; r->cb && i < r->meta.sb.block_count; i++)
-		free(r->cb[i].present);
+	for (uint32_t i = 0; r->pages && i < r->meta.sb.block_count; i++)
+		free(r->pages[i].present);
+	free(r->pages);
 	free(r->cb);
 	mrs_meta_free(&r->meta);
 	if (r->fd >= 0)

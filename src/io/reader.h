@@ -17,7 +17,8 @@ struct mrs_image_reader {
 	dev_t dev; /* of the file at fd: a restore target must not be it */
 	ino_t ino;
 	struct mrs_image_meta meta;
-	struct mrs_chan_block *cb; /* per block: hashes and presence from the image */
+	struct mrs_chan_block *cb;    /* per block, for the channels */
+	struct mrs_page_state *pages; /* per block: presence and hashes, as the image says */
 };
 
 /*
@@ -29,8 +30,9 @@ int mrs_image_reader_open(struct mrs_image_reader *r, const char *path, unsigned
 			  struct mrs_error *err);
 
 /*
- * Fill r->cb from the metadata (presence per page from the bitmaps); fd is
- * left -1 for the caller to set.
+ * Fill r->cb and r->pages from the metadata (presence per page from the
+ * bitmaps, hashes from the checksum tables); fd is left -1 for the caller
+ * to set.
  */
 int mrs_image_reader_blocks(struct mrs_image_reader *r, struct mrs_error *err);
 

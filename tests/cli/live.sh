@@ -51,8 +51,10 @@ live_loop
 # This is the test that catches hashing one read of a page and writing
 # another (instead of hashing exactly the bytes written): the write may catch
 # B while the hash saw A; every later round then sees A, its hash matches,
-# and the image keeps B. Tried by making build_save (src/io/channel_work.c)
-# read each dirty page again after hashing it and write that second copy:
+# and the image keeps B. Tried by making build_save (then in
+# src/io/channel_work.c; now build_write() in src/io/transfer.c, which asks
+# save_page_read() in src/io/policy_save.c) read each dirty page again after
+# hashing it and write that second copy:
 # this loop failed on its first run in three tries out of three ("A-B-A
 # writer: live snapshot (-j 1 ) differs from the frozen guest"), while the
 # mixed writer above still passed.

@@ -1,18 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What a channel does with its jobs: read RAM into its buffers, find zero
- * and unchanged pages, hash, and turn runs of contiguous pages into I/O
- * requests; complete them, resubmitting short transfers.
+ * What a channel does with its jobs, as transport: read runs of pages into
+ * its buffers (from RAM or from the image), turn them into I/O requests,
+ * complete them, resubmitting short transfers, and store loaded runs in the
+ * blocks' files; pages larger than a buffer in pieces. Which pages a run
+ * holds and what a page read means is the job's policy (policy.h).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "channel_impl.h"
 #include "codec.h"
+#include "policy.h"
 
 /* What building a request came to. */
 enum built {
@@ -84,101 +89,50 @@ void mrs_chan_abandon_job(struct channel *ch)
 		finish_building(ch);
 }
 
-/* ---- save --------------------------------------------------------------- */
+/* ---- policies ----------------------------------------------------------- */
 
-static bool page_is_zero(const uint8_t *p, uint64_t len)
+/* What the job's policy is shown of a job (the current one, or a request's). */
+static struct mrs_page_job page_job(struct channel *ch, const struct mrs_job *job)
 {
-	const uint64_t *w = (const uint64_t *)p;
-
-	/* Non-zero data usually shows in the first words; then compare in bulk. */
-	if (w[0] | w[1] | w[2] | w[3])
-		return false;
-	return memcmp(p, p + 32, len - 32) == 0;
+	return (struct mrs_page_job){ch, job, &ch->set->blocks[job->block], job->pages, &ch->stats};
 }
 
-/* Punch out a page that was written before and is zero now. */
-static void punch_page(struct channel *ch, const struct mrs_chan_block *b, uint64_t page)
+void mrs_page_fail(const struct mrs_page_job *j, int code, const char *fmt, ...)
 {
-	uint64_t off = b->pages_offset + page * b->page_size;
+	char msg[sizeof(((struct mrs_error *)0)->msg)];
+	va_list ap;
 
-	/* Without punch support the stale bytes stay; the clear bit hides them. */
-	if (fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)b->page_size) &&
-	    errno != EOPNOTSUPP)
-		mrs_chan_fail(ch->set, -errno,
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mrs_chan_fail(j->ch->set, code, "%s", msg);
+}
+
+/*
+ * Punch out len bytes of a page of the image from at: 0, -EOPNOTSUPP (the
+ * filesystem cannot), or another error, which has failed the set.
+ */
+static int punch(struct channel *ch, const struct mrs_chan_block *b, uint64_t page, uint64_t at,
+		 uint64_t len)
+{
+	uint64_t off = b->pages_offset + page * b->page_size + at;
+	int e;
+
+	if (!fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
+		return 0;
+	e = errno;
+	if (e != EOPNOTSUPP)
+		mrs_chan_fail(ch->set, -e,
 			      "channel %u: cannot punch a hole in image '%s' at offset 0x%" PRIx64
 			      " (block '%s', page 0x%" PRIx64 "): %s",
-			      ch->id, ch->set->cfg.path, off, b->name, page, strerror(errno));
-	ch->stats.pages_zeroed++;
+			      ch->id, ch->set->cfg.path, off, b->name, page, strerror(e));
+	return -e;
 }
 
-/* A page that is zero now: never written, or cleared and punched out if it was. */
-static void zero_page(struct channel *ch, struct mrs_chan_block *b, uint64_t page)
+void mrs_page_punch(const struct mrs_page_job *j, uint64_t page)
 {
-	if (b->present[page]) {
-		punch_page(ch, b, page);
-		b->present[page] = 0;
-		b->hashes[page] = 0;
-	}
-}
-
-/*
- * Decide for one page, from the copy in our buffer, whether it is written.
- * Its hash is computed from that copy, the bytes that will be written: a
- * guest changing the page meanwhile cannot make the hash and the image
- * disagree (docs/DESIGN.md, "The A-B-A rule").
- */
-static bool save_page(struct channel *ch, const uint8_t *copy, uint64_t page)
-{
-	struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
-	uint64_t h;
-
-	ch->stats.pages_scanned++;
-	if (page_is_zero(copy, b->page_size)) {
-		zero_page(ch, b, page);
-		return false;
-	}
-	h = mrs_hash(copy, b->page_size);
-	if ((ch->cur.flags & MRS_JOB_CHANGED_ONLY) && b->present[page] && b->hashes[page] == h)
-		return false;
-	ch->stats.pages_dirty++;
-	b->hashes[page] = h;
-	b->present[page] = 1;
-	return true;
-}
-
-/*
- * Pages from the cursor on that lie in a hole of the block's file, and so
- * read as zero: found with SEEK_DATA, and never read or hashed. Guest
- * memory a VM never touched is such a hole in its RAM file.
- */
-static uint64_t hole_pages(struct channel *ch, const struct mrs_chan_block *b, uint64_t end)
-{
-	off_t at = (off_t)(ch->cursor * b->page_size);
-	off_t data;
-
-	if (!b->sparse)
-		return 0;
-	data = lseek(b->fd, at, SEEK_DATA); /* the fd's offset is unused: all reads are pread */
-	if (data < 0)
-		return errno == ENXIO ? end - ch->cursor : 0; /* ENXIO: no data up to EOF */
-	if (data <= at)
-		return 0;
-	return (uint64_t)(data - at) / b->page_size < end - ch->cursor
-		   ? (uint64_t)(data - at) / b->page_size
-		   : end - ch->cursor;
-}
-
-static void skip_holes(struct channel *ch)
-{
-	struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
-	uint64_t n = hole_pages(ch, b, ch->cur.first_page + ch->cur.npages);
-
-	for (uint64_t i = 0; i < n; i++)
-		zero_page(ch, b, ch->cursor + i);
-	ch->cursor += n;
-	ch->stats.pages_scanned += n;
-	ch->stats.pages_skipped += n;
+	/* Without punch support the stale bytes stay; the clear bit hides them. */
+	punch(j->ch, j->block, page, 0, j->block->page_size);
 }
 
 /* Read len bytes of the block's RAM file at off; false if that failed the set. */
@@ -206,18 +160,36 @@ static bool read_ram(struct channel *ch, const struct mrs_chan_block *b, uint8_t
 	return true;
 }
 
+/*
+ * Ask the policy for the next run of the current job, at most max pages,
+ * and move the cursor past the pages it skips. DONE if none are left.
+ */
+static enum built plan_run(struct channel *ch, uint64_t max, uint64_t *npages)
+{
+	struct mrs_page_job pj = page_job(ch, &ch->cur);
+	uint64_t end = ch->cur.first_page + ch->cur.npages;
+	struct mrs_run run = {0, 0};
+
+	ch->cur.ops->plan_run(&pj, ch->cursor, end, max, &run);
+	ch->cursor += run.skip;
+	ch->stats.pages_scanned += run.skip;
+	*npages = run.npages;
+	return ch->cursor >= end || !run.npages ? DONE : BUILT;
+}
+
+/* ---- RAM to image ------------------------------------------------------- */
+
 /* Read the next buffer's worth of the job's pages from the block's file. */
 static enum built read_chunk(struct channel *ch)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
-	uint64_t end = ch->cur.first_page + ch->cur.npages;
-	uint64_t n = ch->set->buf_size / b->page_size;
+	uint64_t n;
 	unsigned slot;
 
+	if (plan_run(ch, ch->set->buf_size / b->page_size, &n) == DONE)
+		return DONE;
 	if (!take_slot(ch, &slot))
 		return BLOCKED;
-	if (n > end - ch->cursor)
-		n = end - ch->cursor;
 	if (!read_ram(ch, b, slot_ptr(ch, slot), n * b->page_size, ch->cursor * b->page_size)) {
 		put_slot(ch, slot);
 		return DONE;
@@ -236,19 +208,21 @@ static void release_chunk_if_done(struct channel *ch)
 	}
 }
 
-static enum built build_save(struct channel *ch, struct request *rq)
+/*
+ * The next run of pages to write, from the copy in the chunk: the policy
+ * says which pages of the copy are written, and a run ends at the first
+ * page it does not write.
+ */
+static enum built build_write(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	struct mrs_page_job pj = page_job(ch, &ch->cur);
 	struct chunk *c = &ch->chunk;
 
 	for (;;) {
 		if (!c->valid) {
-			enum built r;
+			enum built r = read_chunk(ch);
 
-			skip_holes(ch);
-			if (ch->cursor >= ch->cur.first_page + ch->cur.npages)
-				return DONE;
-			r = read_chunk(ch);
 			if (r != BUILT)
 				return r;
 		}
@@ -257,7 +231,8 @@ static enum built build_save(struct channel *ch, struct request *rq)
 			const uint8_t *copy = slot_ptr(ch, c->slot) + (size_t)c->pos * b->page_size;
 
 			c->pos++;
-			if (save_page(ch, copy, page)) {
+			ch->stats.pages_scanned++;
+			if (ch->cur.ops->page_read(&pj, page, copy)) {
 				if (!rq->npages) {
 					rq->first_page = page;
 					rq->buf = (uint8_t *)copy;
@@ -281,28 +256,21 @@ static enum built build_save(struct channel *ch, struct request *rq)
 	}
 }
 
-/* ---- load and verify ---------------------------------------------------- */
+/* ---- image to RAM, or to nowhere ----------------------------------------- */
 
 static enum built build_read(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
-	uint64_t end = ch->cur.first_page + ch->cur.npages;
-	uint64_t max = ch->set->buf_size / b->page_size;
+	uint64_t n;
 
-	while (ch->cursor < end && !b->present[ch->cursor]) {
-		ch->cursor++;
-		ch->stats.pages_scanned++;
-	}
-	if (ch->cursor >= end)
+	if (plan_run(ch, ch->set->buf_size / b->page_size, &n) == DONE)
 		return DONE;
 	if (!take_slot(ch, &rq->slot))
 		return BLOCKED;
 	rq->first_page = ch->cursor;
-	while (ch->cursor < end && b->present[ch->cursor] && rq->npages < max) {
-		ch->cursor++;
-		ch->stats.pages_scanned++;
-		rq->npages++;
-	}
+	rq->npages = (uint32_t)n;
+	ch->cursor += n;
+	ch->stats.pages_scanned += n;
 	rq->stage = STAGE_IMAGE_READ;
 	rq->buf = slot_ptr(ch, rq->slot);
 	return BUILT;
@@ -329,9 +297,8 @@ static enum built build_request(struct channel *ch, struct request *rq)
 		return move_large_page(ch);
 	memset(rq, 0, sizeof(*rq));
 	rq->block = ch->cur.block;
-	rq->flags = ch->cur.flags;
 	rq->rec = ch->cur_rec;
-	r = ch->cur.kind == MRS_JOB_SAVE ? build_save(ch, rq) : build_read(ch, rq);
+	r = ch->cur.ops->flow == MRS_FLOW_RAM_TO_IMAGE ? build_write(ch, rq) : build_read(ch, rq);
 	if (r != BUILT)
 		return r;
 	rq->len = rq->npages * (uint32_t)b->page_size;
@@ -395,10 +362,10 @@ void mrs_chan_fill(struct channel *ch)
 	}
 }
 
-static void record_bad_page(struct channel *ch, uint32_t block, uint64_t page, uint64_t want,
-			    uint64_t got)
+void mrs_page_record_bad(const struct mrs_page_job *j, uint64_t page, uint64_t expected,
+			 uint64_t got)
 {
-	struct mrs_chanset *cs = ch->set;
+	struct mrs_chanset *cs = j->ch->set;
 
 	pthread_mutex_lock(&cs->lock);
 	if (cs->nbad == cs->bad_cap) {
@@ -413,42 +380,21 @@ static void record_bad_page(struct channel *ch, uint32_t block, uint64_t page, u
 		cs->bad = n;
 		cs->bad_cap = cap;
 	}
-	cs->bad[cs->nbad++] = (struct mrs_bad_page){block, page, want, got};
+	cs->bad[cs->nbad++] = (struct mrs_bad_page){j->job->block, page, expected, got};
 	pthread_mutex_unlock(&cs->lock);
 }
 
-/* A page whose bytes do not match its hash: recorded (verify), or the end of the load. */
-static void bad_page(struct channel *ch, uint32_t block, uint64_t page, uint64_t got, bool fatal)
+/* A run was read in full: show the policy its pages; false if it failed the set. */
+static bool judge_run(struct channel *ch, struct request *rq)
 {
-	const struct mrs_chan_block *b = &ch->set->blocks[block];
+	const struct mrs_job *job = &ch->recs[rq->rec].job;
+	struct mrs_page_job pj = page_job(ch, job);
+	uint64_t ps = pj.block->page_size;
 
-	ch->stats.pages_bad++;
-	if (!fatal) {
-		record_bad_page(ch, block, page, b->hashes[page], got);
-		return;
-	}
-	mrs_chan_fail(ch->set, -EBADMSG,
-		      "block '%s': page %" PRIu64 " (guest offset 0x%" PRIx64
-		      ") does not match its checksum (expected %016" PRIx64 ", read %016" PRIx64
-		      ")",
-		      b->name, page, page * b->page_size, b->hashes[page], got);
-}
-
-/* A run was read in full: check its pages' hashes. */
-static void check_pages(struct channel *ch, struct request *rq, bool fatal)
-{
-	struct mrs_chan_block *b = &ch->set->blocks[rq->block];
-
-	for (uint32_t i = 0; i < rq->npages; i++) {
-		uint64_t page = rq->first_page + i;
-		uint64_t got = mrs_hash(rq->buf + (uint64_t)i * b->page_size, b->page_size);
-
-		if (got == b->hashes[page])
-			continue;
-		bad_page(ch, rq->block, page, got, fatal);
-		if (fatal)
-			return;
-	}
+	for (uint32_t i = 0; i < rq->npages; i++)
+		if (!job->ops->page_read(&pj, rq->first_page + i, rq->buf + i * ps))
+			return false;
+	return true;
 }
 
 /*
@@ -622,15 +568,11 @@ static bool write_piece(struct channel *ch, uint32_t block, uint64_t page, uint6
 	const struct mrs_chan_block *b = &ch->set->blocks[block];
 	uint64_t off = b->pages_offset + page * b->page_size + at;
 
-	if (zero &&
-	    !fallocate(ch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len))
-		return true;
-	if (zero && errno != EOPNOTSUPP) { /* without punch support, zeros are written */
-		mrs_chan_fail(ch->set, -errno,
-			      "channel %u: cannot punch a hole in image '%s' at offset 0x%" PRIx64
-			      " (block '%s', page 0x%" PRIx64 "): %s",
-			      ch->id, ch->set->cfg.path, off, b->name, page, strerror(errno));
-		return false;
+	if (zero) {
+		int ret = punch(ch, b, page, at, len);
+
+		if (ret != -EOPNOTSUPP) /* without punch support, zeros are written */
+			return ret == 0;
 	}
 	if (!piece_io(ch, block, true, false, ch->fd, buf, (uint32_t)len, off))
 		return false;
@@ -665,7 +607,7 @@ static bool pass_over_ram_page(struct channel *ch, uint32_t block, uint64_t page
 		if (!ok)
 			break;
 		mrs_hash_add(st, buf, len);
-		z = page_is_zero(buf, len);
+		z = mrs_page_is_zero(buf, len);
 		*zero = *zero && z;
 		if (write)
 			ok = write_piece(ch, block, page, at, buf, len, z);
@@ -674,38 +616,27 @@ static bool pass_over_ram_page(struct channel *ch, uint32_t block, uint64_t page
 	return ok;
 }
 
-static void save_large_page(struct channel *ch, uint8_t *buf)
+/* RAM to image: the policy judges a first look; what it keeps is read again and written. */
+static void write_large_page(struct channel *ch, uint8_t *buf)
 {
+	struct mrs_page_job pj = page_job(ch, &ch->cur);
 	uint32_t block = ch->cur.block;
-	struct mrs_chan_block *b = &ch->set->blocks[block];
 	uint64_t page = ch->cursor, h;
 	bool zero;
 
-	ch->stats.pages_scanned++;
-	if (hole_pages(ch, b, page + 1)) {
-		zero_page(ch, b, page);
-		ch->stats.pages_skipped++;
-		return;
-	}
 	/* A first look, writing nothing: in later rounds most pages are unchanged. */
 	if (!pass_over_ram_page(ch, block, page, buf, false, &h, &zero))
 		return;
-	if (zero) {
-		zero_page(ch, b, page);
-		return;
-	}
-	if ((ch->cur.flags & MRS_JOB_CHANGED_ONLY) && b->present[page] && b->hashes[page] == h)
+	if (!ch->cur.ops->large_page_read(&pj, page, h, zero))
 		return;
 	/*
 	 * To be written: read it again, hashing and writing the same copy of
 	 * each piece, so that the hash kept is that of the bytes in the image
 	 * however the guest changed the page since the first look (A-B-A).
 	 */
-	ch->stats.pages_dirty++;
 	if (!pass_over_ram_page(ch, block, page, buf, true, &h, &zero))
 		return;
-	b->hashes[page] = h;
-	b->present[page] = 1;
+	ch->cur.ops->large_page_written(&pj, page, h);
 	ch->stats.pages_written++;
 }
 
@@ -724,22 +655,19 @@ static bool store_piece(struct channel *ch, uint32_t block, uint8_t *buf, size_t
 	return ok;
 }
 
-/* Load or verify: read a present page from the image piece by piece, hash, store. */
+/* From the image: read a page piece by piece, hash if the policy asks, store, judge. */
 static void read_large_page(struct channel *ch, uint8_t *buf)
 {
+	struct mrs_page_job pj = page_job(ch, &ch->cur);
+	const struct mrs_page_ops *ops = ch->cur.ops;
 	uint32_t block = ch->cur.block;
 	const struct mrs_chan_block *b = &ch->set->blocks[block];
-	bool verify = ch->cur.kind == MRS_JOB_VERIFY;
-	bool check = verify || (ch->cur.flags & MRS_JOB_CHECK);
+	bool store = ops->flow == MRS_FLOW_IMAGE_TO_RAM;
 	uint64_t page = ch->cursor, got;
-	struct mrs_hash_state *st;
+	struct mrs_hash_state *st = NULL;
 	bool ok = true;
 
-	ch->stats.pages_scanned++;
-	if (!b->present[page])
-		return;
-	st = check ? mrs_hash_begin() : NULL;
-	if (check && !st) {
+	if (ops->needs_hash(&pj) && !(st = mrs_hash_begin())) {
 		mrs_chan_fail(ch->set, -ENOMEM, "out of memory");
 		return;
 	}
@@ -757,29 +685,33 @@ static void read_large_page(struct channel *ch, uint8_t *buf)
 		if (st)
 			mrs_hash_add(st, buf, len);
 		/* With a check, a target may get pieces of a page that then fails it. */
-		if (!verify)
+		if (store)
 			ok = store_piece(ch, block, buf, len, page * b->page_size + at);
 	}
 	got = st ? mrs_hash_end(st) : 0;
 	if (!ok)
 		return;
 	ch->stats.pages_read++;
-	if (check && got != b->hashes[page])
-		bad_page(ch, block, page, got, !verify);
+	ops->large_page_read(&pj, page, got, false);
 }
 
 /* Move the job's next page larger than a buffer, in the channel's thread. */
 static enum built move_large_page(struct channel *ch)
 {
+	struct mrs_page_job pj = page_job(ch, &ch->cur);
+	struct mrs_run run = {0, 0};
 	unsigned slot;
 
 	if (ch->cursor >= ch->cur.first_page + ch->cur.npages || atomic_load(&ch->set->failed))
 		return DONE;
 	if (!take_slot(ch, &slot))
 		return BLOCKED;
-	if (ch->cur.kind == MRS_JOB_SAVE)
-		save_large_page(ch, slot_ptr(ch, slot));
-	else
+	ch->stats.pages_scanned++;
+	/* A page the policy skips (a hole, an absent page) is not read at all. */
+	ch->cur.ops->plan_run(&pj, ch->cursor, ch->cursor + 1, 1, &run);
+	if (!run.skip && ch->cur.ops->flow == MRS_FLOW_RAM_TO_IMAGE)
+		write_large_page(ch, slot_ptr(ch, slot));
+	else if (!run.skip)
 		read_large_page(ch, slot_ptr(ch, slot));
 	put_slot(ch, slot);
 	ch->cursor++;
@@ -789,8 +721,6 @@ static enum built move_large_page(struct channel *ch)
 /* The ring moved all bytes of a request: count them, and finish the request. */
 static void stage_done(struct channel *ch, struct request *rq)
 {
-	enum mrs_job_kind kind = ch->recs[rq->rec].job.kind;
-
 	switch (rq->stage) {
 	case STAGE_IMAGE_WRITE:
 		atomic_fetch_add(&ch->set->bytes_moved, rq->len);
@@ -801,9 +731,8 @@ static void stage_done(struct channel *ch, struct request *rq)
 		atomic_fetch_add(&ch->set->bytes_moved, rq->len);
 		ch->stats.pages_read += rq->npages;
 		ch->stats.bytes_read += rq->len;
-		if (kind == MRS_JOB_VERIFY || (rq->flags & MRS_JOB_CHECK))
-			check_pages(ch, rq, kind != MRS_JOB_VERIFY);
-		if (kind == MRS_JOB_LOAD && !atomic_load(&ch->set->failed)) {
+		if (judge_run(ch, rq) && ch->recs[rq->rec].job.ops->flow == MRS_FLOW_IMAGE_TO_RAM &&
+		    !atomic_load(&ch->set->failed)) {
 			ch->store_q[ch->nstore++] = rq; /* finished once stored */
 			return;
 		}
