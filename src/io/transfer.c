@@ -718,17 +718,18 @@ static enum built move_large_page(struct channel *ch)
 	return MOVED;
 }
 
-/* The ring moved all bytes of a request: count them, and finish the request. */
+/*
+ * The ring moved all bytes of a request: count them, and finish the request
+ * (a loaded run once it is stored). Only image writes and image reads go
+ * through the ring; target writes are pwrite()s (write_pages()).
+ */
 static void stage_done(struct channel *ch, struct request *rq)
 {
-	switch (rq->stage) {
-	case STAGE_IMAGE_WRITE:
-		atomic_fetch_add(&ch->set->bytes_moved, rq->len);
+	atomic_fetch_add(&ch->set->bytes_moved, rq->len);
+	if (rq->stage == STAGE_IMAGE_WRITE) {
 		ch->stats.pages_written += rq->npages;
 		ch->stats.bytes_written += rq->len;
-		break;
-	case STAGE_IMAGE_READ:
-		atomic_fetch_add(&ch->set->bytes_moved, rq->len);
+	} else {
 		ch->stats.pages_read += rq->npages;
 		ch->stats.bytes_read += rq->len;
 		if (judge_run(ch, rq) && ch->recs[rq->rec].job.ops->flow == MRS_FLOW_IMAGE_TO_RAM &&
@@ -736,9 +737,6 @@ static void stage_done(struct channel *ch, struct request *rq)
 			ch->store_q[ch->nstore++] = rq; /* finished once stored */
 			return;
 		}
-		break;
-	case STAGE_TARGET_WRITE: /* never through the ring */
-		break;
 	}
 	finish(ch, rq);
 }
