@@ -92,9 +92,9 @@ static const char *interrupted_left(const struct mrs_error *err)
 
 int cmd_restore(int argc, char **argv)
 {
-	struct cli_common c = {.progress = -1};
-	struct mrs_restore_opts opts = {0};
-	struct mrs_restore_report report;
+	struct cli_common c = {.io = MRS_IO_OPTS_INIT, .progress = -1};
+	struct mrs_restore_opts opts = MRS_RESTORE_OPTS_INIT;
+	struct mrs_restore_report report = MRS_RESTORE_REPORT_INIT;
 	struct mrs_error err = {0};
 	struct mrs_ram *ram = calloc((size_t)argc, sizeof(*ram));
 	unsigned nram = 0;
@@ -141,7 +141,7 @@ int cmd_restore(int argc, char **argv)
 	if (!cli_check_image("restore", argv[optind]))
 		goto usage;
 	cli_progress_setup(&c);
-	opts.io = c.io;
+	opts.io = &c.io;
 	ret = mrs_restore(argv[optind], ram, nram, &opts, &report, &err);
 	cli_progress_done();
 	free(ram);

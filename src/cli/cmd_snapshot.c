@@ -274,14 +274,14 @@ static void round_done(void *ctx, const struct mrs_round_info *r)
 
 static int run(struct args *a)
 {
-	struct mrs_save_report report;
+	struct mrs_save_report report = MRS_SAVE_REPORT_INIT;
 	struct mrs_error err = {0};
 	int ret = make_freezers(a, &err);
 
 	if (ret)
 		return cli_fail(&err);
 	cli_progress_setup(&a->c);
-	a->opts.io = a->c.io;
+	a->opts.io = &a->c.io;
 	if (a->opts.live && !a->c.quiet && !a->c.json)
 		a->opts.round_done = round_done;
 	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
@@ -308,7 +308,8 @@ static int run(struct args *a)
 
 int cmd_snapshot(int argc, char **argv)
 {
-	struct args a = {.c.progress = -1};
+	struct args a = {.c = {.io = MRS_IO_OPTS_INIT, .progress = -1},
+			 .opts = MRS_SAVE_OPTS_INIT};
 	int opt, code = EXIT_USAGE;
 
 	a.ram = calloc((size_t)argc, sizeof(*a.ram));

@@ -68,8 +68,9 @@ static void print_bad_pages(const char *image, const struct mrs_verify_report *r
 
 int cmd_verify(int argc, char **argv)
 {
-	struct cli_common c = {.progress = -1};
-	struct mrs_verify_report report = {0};
+	struct cli_common c = {.io = MRS_IO_OPTS_INIT, .progress = -1};
+	struct mrs_verify_opts opts = MRS_VERIFY_OPTS_INIT;
+	struct mrs_verify_report report = MRS_VERIFY_REPORT_INIT;
 	struct mrs_error err = {0};
 	const char *image;
 	char mismatch[1024];
@@ -94,7 +95,8 @@ int cmd_verify(int argc, char **argv)
 	if (!cli_check_image("verify", image))
 		return EXIT_USAGE;
 	cli_progress_setup(&c);
-	ret = mrs_verify(image, &c.io, &report, &err);
+	opts.io = &c.io;
+	ret = mrs_verify(image, &opts, &report, &err);
 	cli_progress_done();
 	if (ret && ret != -EBADMSG) {
 		code = cli_report_failure(ret, &err, "");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "engine.h"
 #include "error.h"
 #include "codec.h"
 #include "freeze.h"
@@ -57,7 +58,7 @@ static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *
 		return mrs_err(err, -MRS_EUSAGE, "a snapshot takes 1 to %u RAM blocks, not %u",
 			       MRS_MAX_BLOCKS, n);
 	for (unsigned i = 0; i < n; i++) {
-		int ret = mrs_ram_check_name(ram[i].name, err);
+		int ret = mrs_block_name_check(ram[i].name, err);
 
 		if (ret)
 			return ret;
@@ -470,19 +471,18 @@ static int thaw_failed(const char *path, int ret, const struct mrs_error *terr,
 	return ret;
 }
 
-int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
-	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
-	     struct mrs_error *err)
+int mrs_engine_save(const char *path, const struct mrs_ram *ram, unsigned nram,
+		    const struct mrs_save_opts *opts, struct mrs_save_report *report,
+		    struct mrs_error *err)
 {
-	static const struct mrs_save_opts defaults;
-	struct save s = {.opts = opts ? opts : &defaults, .n = nram, .start = mrs_now_ns()};
+	struct save s = {.opts = opts, .n = nram, .start = mrs_now_ns()};
 	struct mrs_error terr;
 	int ret, tret = 0;
 
 	s.file.fd = -1;
 	if (report) /* so that mrs_save_report_free() is always safe */
 		memset(report, 0, sizeof(*report));
-	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
+	ret = mrs_io_opts_resolve(s.opts->io, &s.io, err);
 	if (!ret && s.io.progress) {
 		s.progress = s.io.progress;
 		s.progress_ctx = s.io.progress_ctx;
@@ -531,7 +531,7 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	return ret;
 }
 
-void mrs_save_report_free(struct mrs_save_report *report)
+void mrs_engine_save_report_free(struct mrs_save_report *report)
 {
 	free(report->rounds);
 	report->rounds = NULL;
