@@ -68,8 +68,9 @@ struct mrs_error {
  *     struct mrs_save_opts o = MRS_SAVE_OPTS_INIT;
  *     struct mrs_save_report r = MRS_SAVE_REPORT_INIT;
  *
- * New fields are only ever added at the end, and zero always means "as
- * before", so that one binary works with older and newer libraries:
+ * New fields are only ever added at the end (after the old struct's
+ * sizeof, never into its tail padding), and zero always means "as before",
+ * so that one binary works with older and newer libraries:
  *  - options smaller than the library's (a caller built against an older
  *    header): the library reads only size bytes; the fields beyond read as
  *    zero, their defaults;
@@ -214,7 +215,7 @@ void mrs_freezer_free(struct mrs_freezer *f);
 /* Snapshot                                                                 */
 
 struct mrs_save_opts {
-	size_t size;		       /* sizeof(struct mrs_save_opts): MRS_SAVE_OPTS_INIT */
+	size_t size;		      /* sizeof(struct mrs_save_opts): MRS_SAVE_OPTS_INIT */
 	const struct mrs_io_opts *io; /* NULL: the defaults */
 	int force;    /* replace an existing image (or a symlink at its path, not its target) */
 	int no_fsync; /* skip fsync: faster, but a power loss can leave a damaged image */
@@ -321,7 +322,7 @@ void mrs_save_report_free(struct mrs_save_report *report);
 /* Restore                                                                  */
 
 struct mrs_restore_opts {
-	size_t size;		       /* sizeof(struct mrs_restore_opts): MRS_RESTORE_OPTS_INIT */
+	size_t size;		      /* sizeof(struct mrs_restore_opts): MRS_RESTORE_OPTS_INIT */
 	const struct mrs_io_opts *io; /* NULL: the defaults */
 	int verify; /* check every page against its checksum as it is loaded */
 	/*
@@ -401,7 +402,7 @@ struct mrs_bad_page_info {
 };
 
 struct mrs_verify_opts {
-	size_t size;		       /* sizeof(struct mrs_verify_opts): MRS_VERIFY_OPTS_INIT */
+	size_t size;		      /* sizeof(struct mrs_verify_opts): MRS_VERIFY_OPTS_INIT */
 	const struct mrs_io_opts *io; /* NULL: the defaults */
 };
 #define MRS_VERIFY_OPTS_INIT {.size = sizeof(struct mrs_verify_opts)}

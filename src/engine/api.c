@@ -39,7 +39,7 @@ static int report_in(void *report, const char *what, struct mrs_error *err)
 /* Hand what a field of full points to over to the caller's report, if it reaches it. */
 #define HAND_OVER(report, full, type, field)                                                       \
 	do {                                                                                       \
-		if (MRS_COVERS(mrs_struct_size(report), type, field))                             \
+		if (MRS_COVERS(mrs_struct_size(report), type, field))                              \
 			(full)->field = NULL;                                                      \
 	} while (0)
 

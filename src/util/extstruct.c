@@ -47,10 +47,11 @@ int mrs_struct_in(void *full, size_t full_size, const void *in, const char *what
 			       "struct %s has size %zu: initialise it with its _INIT macro", what,
 			       size);
 	if (size > full_size && !all_zero((const unsigned char *)in + full_size, size - full_size))
-		return mrs_err(err, -EINVAL,
-			       "struct %s sets fields that mrsnap %s does not know (bytes %zu to %zu "
-			       "of %zu)",
-			       what, mrs_version_string(), full_size, size - 1, size);
+		return mrs_err(
+		    err, -EINVAL,
+		    "struct %s sets fields that mrsnap %s does not know (bytes %zu to %zu "
+		    "of %zu)",
+		    what, mrs_version_string(), full_size, size - 1, size);
 	mrs_struct_prefix(full, full_size, in);
 	return 0;
 }
@@ -80,8 +81,8 @@ void mrs_report_out(void *report, const void *full, size_t full_size)
 	size_t size = mrs_struct_size(report);
 	size_t n = size < full_size ? size : full_size;
 
-	memcpy((unsigned char *)report + sizeof(size_t), (const unsigned char *)full + sizeof(size_t),
-	       n - sizeof(size_t));
+	memcpy((unsigned char *)report + sizeof(size_t),
+	       (const unsigned char *)full + sizeof(size_t), n - sizeof(size_t));
 	if (size > full_size)
 		memset((unsigned char *)report + full_size, 0, size - full_size);
 }

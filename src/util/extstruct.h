@@ -15,8 +15,7 @@
 #include "mrsnap.h"
 
 /* Whether a struct of size bytes holds all of field (a caller's older struct may not). */
-#define MRS_COVERS(size, type, field)                                                              \
-	((size) >= offsetof(type, field) + sizeof(((type *)0)->field))
+#define MRS_COVERS(size, type, field) ((size) >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 /*
  * Copy the caller's options in (NULL: all defaults) into full, full_size
