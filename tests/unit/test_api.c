@@ -37,8 +37,10 @@ static int setup(void **state)
 		return -1;
 	mrs_test_fill(buf, RAM_BYTES, 7);
 	fd = open(f->ram, O_RDWR | O_CREAT, 0600);
-	if (fd < 0 || write(fd, buf, RAM_BYTES) != (ssize_t)RAM_BYTES)
+	if (fd < 0 || write(fd, buf, RAM_BYTES) != (ssize_t)RAM_BYTES) {
+		free(buf);
 		return -1;
+	}
 	close(fd);
 	free(buf);
 	f->spec = (struct mrs_ram){"pc.ram", f->ram, 0};
