@@ -290,6 +290,9 @@ struct mrs_save_report {
 	uint32_t nblocks;
 	/* nblocks of them, as written (path: the source's, as recorded); NULL if out of memory */
 	struct mrs_block_info *blocks;
+	uint64_t pages_skipped; /* in holes of sparse sources (tmpfs): never read, all rounds */
+	uint64_t io_requests;	/* page I/O requests submitted to io_uring, all rounds */
+	uint64_t io_resubmits;	/* of them, short or -EAGAIN transfers submitted again */
 };
 #define MRS_SAVE_REPORT_INIT {.size = sizeof(struct mrs_save_report)}
 
@@ -357,6 +360,8 @@ struct mrs_restore_report {
 	 * of memory; free with mrs_restore_report_free().
 	 */
 	struct mrs_block_info *blocks;
+	uint64_t io_requests;  /* page I/O requests submitted to io_uring */
+	uint64_t io_resubmits; /* of them, short or -EAGAIN transfers submitted again */
 };
 #define MRS_RESTORE_REPORT_INIT {.size = sizeof(struct mrs_restore_report)}
 
@@ -415,6 +420,8 @@ struct mrs_verify_report {
 	uint64_t bytes_read;
 	uint64_t duration_ns;
 	struct mrs_bad_page_info *bad; /* pages_bad of them, by block and page */
+	uint64_t io_requests;	       /* page I/O requests submitted to io_uring */
+	uint64_t io_resubmits;	       /* of them, short or -EAGAIN transfers submitted again */
 };
 #define MRS_VERIFY_REPORT_INIT {.size = sizeof(struct mrs_verify_report)}
 

@@ -65,6 +65,8 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		json_u64(&j, "pages_total", r->pages_total);
 		json_u64(&j, "pages_read", r->pages_read);
 		json_u64(&j, "read_bytes", r->bytes_read);
+		json_u64(&j, "io_requests", r->io_requests);
+		json_u64(&j, "io_resubmits", r->io_resubmits);
 		json_double(&j, "duration_seconds", s);
 		json_end(&j);
 		return;

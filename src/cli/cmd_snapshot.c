@@ -226,7 +226,10 @@ static void print_json(const struct args *a, const struct mrs_save_report *r,
 	json_u64(&j, "pages_total", r->pages_total);
 	json_u64(&j, "pages_present", r->pages_present);
 	json_u64(&j, "pages_zero", r->pages_total - r->pages_present);
+	json_u64(&j, "pages_skipped", r->pages_skipped);
 	json_u64(&j, "written_bytes", r->bytes_written);
+	json_u64(&j, "io_requests", r->io_requests);
+	json_u64(&j, "io_resubmits", r->io_resubmits);
 	json_u64(&j, "image_size_bytes", r->image_size);
 	json_u64(&j, "stale_temporary_files_removed", r->stale_removed);
 	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));

@@ -40,6 +40,8 @@ static void print_json(const struct mrs_verify_report *r, int ret, const char *m
 	json_u64(&j, "pages_checked", r->pages_checked);
 	json_u64(&j, "pages_bad", r->pages_bad);
 	json_u64(&j, "read_bytes", r->bytes_read);
+	json_u64(&j, "io_requests", r->io_requests);
+	json_u64(&j, "io_resubmits", r->io_resubmits);
 	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));
 	json_array(&j, "bad_pages");
 	for (uint64_t i = 0; i < r->pages_bad; i++) {

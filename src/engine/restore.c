@@ -284,6 +284,8 @@ static int fill_report(struct restore *r, uint64_t start, struct mrs_restore_rep
 	}
 	report->pages_read = st.pages_read;
 	report->bytes_read = st.bytes_read;
+	report->io_requests = st.requests;
+	report->io_resubmits = st.resubmits;
 	report->duration_ns = mrs_now_ns() - start;
 	return 0;
 }

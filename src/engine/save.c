@@ -47,6 +47,7 @@ struct save {
 	uint64_t frozen_at, downtime_ns; /* frozen_at: 0 while the guest runs */
 	mrs_progress_fn progress;	 /* the caller's, called through save_progress */
 	void *progress_ctx;
+	struct mrs_chan_stats totals; /* the channels' counters after the last round */
 };
 
 #define DOWNTIME_MS_DEFAULT 300u
@@ -223,6 +224,7 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	if (ret)
 		return ret;
 	mrs_chanset_stats(s->cs, &after);
+	s->totals = after;
 	r.number = s->nrounds;
 	r.flags = frozen ? MRS_ROUND_FROZEN : 0;
 	r.pages_scanned = after.pages_scanned - before.pages_scanned;
@@ -430,6 +432,9 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	report->stop_reason = s->stop_reason;
 	report->downtime_ns = s->downtime_ns;
 	report->stale_removed = s->file.stale_removed;
+	report->pages_skipped = s->totals.pages_skipped;
+	report->io_requests = s->totals.requests;
+	report->io_resubmits = s->totals.resubmits;
 	s->rounds = NULL;
 	/* The image is in place whatever happens here: without memory, no block list. */
 	report->nblocks = s->n;

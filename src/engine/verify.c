@@ -85,6 +85,8 @@ int mrs_engine_verify(const char *path, const struct mrs_io_opts *opts,
 		mrs_chanset_stats(cs, &st);
 		report->pages_checked = st.pages_read;
 		report->bytes_read = st.bytes_read;
+		report->io_requests = st.requests;
+		report->io_resubmits = st.resubmits;
 		ret = collect_bad(&img, cs, report, err);
 	}
 	report->duration_ns = mrs_now_ns() - start;
