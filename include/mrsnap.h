@@ -312,9 +312,10 @@ struct mrs_save_report {
  * round does not cost the image, which is consistent from then on: it is
  * completed and put in place, report is filled, and mrs_save returns the
  * thaw's error, with a message that says the image is complete and that
- * the guest may still be frozen. report is zeroed first: calling
- * mrs_save_report_free() on it is right after any return. A thaw that fails after another failure
- * adds that to the message of the first.
+ * the guest may still be frozen. report is zeroed first (one whose size is
+ * bad is -EINVAL, and left as it was): calling mrs_save_report_free() on it
+ * is right after any return. A thaw that fails after another failure adds
+ * that to the message of the first.
  */
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
