@@ -335,7 +335,8 @@ static void test_freezer_ops_by_size(void **state)
 	assert_int_equal(mrs_freezer_new(&fz, ops, NULL, &err), -EINVAL);
 	assert_null(fz);
 	assert_msg_has(&err, "mrs_freezer_ops");
-	*ops = (struct mrs_freezer_ops){.size = sizeof(*ops), .freeze = no_op};
+	*ops = (struct mrs_freezer_ops)MRS_FREEZER_OPS_INIT;
+	ops->freeze = no_op;
 	assert_int_equal(mrs_freezer_new(&fz, ops, NULL, &err), -EINVAL);
 	assert_msg_has(&err, "needs a freeze and a thaw");
 	free(ops);
