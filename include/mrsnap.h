@@ -68,6 +68,9 @@ struct mrs_error {
  *     struct mrs_save_opts o = MRS_SAVE_OPTS_INIT;
  *     struct mrs_save_report r = MRS_SAVE_REPORT_INIT;
  *
+ * (The macros are designated initializers; C++ before C++20 writes
+ * `mrs_save_opts o{}; o.size = sizeof(o);`.)
+ *
  * New fields are only ever added at the end (after the old struct's
  * sizeof, never into its tail padding), and zero always means "as before",
  * so that one binary works with older and newer libraries:
