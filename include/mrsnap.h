@@ -56,6 +56,54 @@ struct mrs_error {
 };
 
 /* ------------------------------------------------------------------------ */
+/* Structs that grow                                                        */
+
+/*
+ * Every options struct the caller passes in (mrs_io_opts, mrs_save_opts,
+ * mrs_restore_opts, mrs_verify_opts, mrs_freezer_ops) and every report the
+ * library fills in (mrs_save_report, mrs_restore_report, mrs_verify_report)
+ * begins with size_t size: the sizeof the caller compiled it with. Set it
+ * with the struct's _INIT macro, which zeroes every other field:
+ *
+ *     struct mrs_save_opts o = MRS_SAVE_OPTS_INIT;
+ *     struct mrs_save_report r = MRS_SAVE_REPORT_INIT;
+ *
+ * (The macros are designated initializers; C++ before C++20 writes
+ * `mrs_save_opts o{}; o.size = sizeof(o);`.)
+ *
+ * New fields are only ever added at the end (after the old struct's
+ * sizeof, never into its tail padding), and zero always means "as before",
+ * so that one binary works with older and newer libraries:
+ *  - options smaller than the library's (a caller built against an older
+ *    header): the library reads only size bytes; the fields beyond read as
+ *    zero, their defaults;
+ *  - options bigger than the library's (a caller built against a newer
+ *    header, run with an older library): accepted if every byte the library
+ *    does not know is zero, else -EINVAL, so that an option is never
+ *    silently ignored;
+ *  - a size smaller than the size field itself (0: never initialised) is
+ *    -EINVAL;
+ *  - reports: the library writes only size bytes; a caller's field it does
+ *    not know reads as zero, and memory a report's field would point to but
+ *    size does not reach is freed by the library before it returns.
+ * A NULL options pointer means all defaults, a NULL report none wanted.
+ *
+ * Why a size and not reserved space (liburing) or setters (zstd): a size
+ * grows without a limit fixed today, costs one word, keeps plain structs
+ * that a caller fills with designated initializers, and is the rule Linux
+ * uses for the same problem (openat2, clone3). The size comes from a macro,
+ * not a library call, because it must be the caller's sizeof, not the
+ * library's.
+ *
+ * Structs the library allocates or hands to a callback (mrs_progress,
+ * mrs_image_info) may grow at the end too: a caller reads only the fields
+ * its header has. Structs that travel in arrays (mrs_ram, mrs_round_info,
+ * mrs_block_info, mrs_bad_page_info, mrs_restore_target) are indexed with
+ * the caller's sizeof, so they keep their layout; a new field there comes
+ * as a new struct in a new field of the report or options.
+ */
+
+/* ------------------------------------------------------------------------ */
 /* Describing RAM and reporting progress                                    */
 
 /* A RAM block: to save from, or a target to restore into. */
@@ -64,6 +112,13 @@ struct mrs_ram {
 	const char *path; /* "/dev/shm/vm0.ram": a file, tmpfs or hugetlbfs file, or block device */
 	uint64_t size;	  /* bytes; 0: the size of the file or device */
 };
+
+/*
+ * Whether name can name a block in an image: 1 to 63 bytes, no control
+ * character, '=' or ',' (so that NAME=PATH,size=N parses). 0, or
+ * -MRS_EUSAGE with a message that says what is wrong.
+ */
+int mrs_block_name_check(const char *name, struct mrs_error *err);
 
 /* What a long operation has done so far, passed to a progress callback. */
 struct mrs_progress {
@@ -89,6 +144,7 @@ typedef int (*mrs_progress_fn)(void *ctx, const struct mrs_progress *progress);
 
 /* How page I/O is done. Zero values mean the defaults. */
 struct mrs_io_opts {
+	size_t size;		  /* sizeof(struct mrs_io_opts): MRS_IO_OPTS_INIT */
 	unsigned channels;	  /* threads with an io_uring each, 1..64; default: online CPUs */
 	unsigned depth;		  /* requests in flight per channel; default 32 */
 	int direct;		  /* O_DIRECT on the image's page I/O */
@@ -96,6 +152,7 @@ struct mrs_io_opts {
 	void *progress_ctx;
 	unsigned progress_ms; /* between calls; default 200 */
 };
+#define MRS_IO_OPTS_INIT {.size = sizeof(struct mrs_io_opts)}
 
 /* One round of a snapshot, as recorded in the image. */
 struct mrs_round_info {
@@ -118,15 +175,20 @@ struct mrs_round_info {
  * negative errno with a message in err.
  */
 struct mrs_freezer_ops {
-	const char *name; /* "process", "cgroup", "command", ... */
+	size_t size; /* sizeof(struct mrs_freezer_ops) */
 	int (*freeze)(void *ctx, struct mrs_error *err);
 	int (*thaw)(void *ctx, struct mrs_error *err);
 	void (*destroy)(void *ctx); /* may be NULL */
 };
+/* {.size = sizeof(struct mrs_freezer_ops), .freeze = ..., .thaw = ...} */
+#define MRS_FREEZER_OPS_INIT {.size = sizeof(struct mrs_freezer_ops)}
 
 struct mrs_freezer;
 
-/* A freezer from your own ops (ctx is passed to them, and destroyed with it). */
+/*
+ * A freezer from your own ops (ctx is passed to them, and destroyed with
+ * it). ops is copied; freeze and thaw must be set (-EINVAL).
+ */
 int mrs_freezer_new(struct mrs_freezer **out, const struct mrs_freezer_ops *ops, void *ctx,
 		    struct mrs_error *err);
 /*
@@ -156,7 +218,8 @@ void mrs_freezer_free(struct mrs_freezer *f);
 /* Snapshot                                                                 */
 
 struct mrs_save_opts {
-	struct mrs_io_opts io;
+	size_t size;		      /* sizeof(struct mrs_save_opts): MRS_SAVE_OPTS_INIT */
+	const struct mrs_io_opts *io; /* NULL: the defaults */
 	int force;    /* replace an existing image (or a symlink at its path, not its target) */
 	int no_fsync; /* skip fsync: faster, but a power loss can leave a damaged image */
 
@@ -194,6 +257,7 @@ struct mrs_save_opts {
 	 */
 	int leave_frozen;
 };
+#define MRS_SAVE_OPTS_INIT {.size = sizeof(struct mrs_save_opts)}
 
 /* Why the live rounds ended. */
 enum mrs_stop_reason {
@@ -207,6 +271,7 @@ enum mrs_stop_reason {
 const char *mrs_stop_reason_name(enum mrs_stop_reason reason);
 
 struct mrs_save_report {
+	size_t size;		/* sizeof(struct mrs_save_report): MRS_SAVE_REPORT_INIT */
 	unsigned channels;	/* channels used */
 	uint64_t pages_total;	/* pages in all blocks */
 	uint64_t pages_present; /* non-zero pages in the image */
@@ -229,6 +294,9 @@ struct mrs_save_report {
 	uint32_t nblocks;
 	/* nblocks of them, as written (path: the source's, as recorded); NULL if out of memory */
 	struct mrs_block_info *blocks;
+	uint64_t pages_skipped; /* in holes of sparse sources (tmpfs): never read, all rounds */
+	uint64_t io_requests;	/* page I/O requests submitted to io_uring, all rounds */
+	uint64_t io_resubmits;	/* of them, short or -EAGAIN transfers submitted again */
 	/*
 	 * Live: how long the frozen round was expected to take when the live
 	 * rounds ended (its scan of all RAM and its writes, at the costs
@@ -237,6 +305,7 @@ struct mrs_save_report {
 	 */
 	uint64_t estimated_downtime_ns;
 };
+#define MRS_SAVE_REPORT_INIT {.size = sizeof(struct mrs_save_report)}
 
 /*
  * Write the RAM blocks into a new image at path. Non-live, the guest must
@@ -254,9 +323,10 @@ struct mrs_save_report {
  * round does not cost the image, which is consistent from then on: it is
  * completed and put in place, report is filled, and mrs_save returns the
  * thaw's error, with a message that says the image is complete and that
- * the guest may still be frozen. report is zeroed first: calling
- * mrs_save_report_free() on it is right after any return. A thaw that fails after another failure
- * adds that to the message of the first.
+ * the guest may still be frozen. report is zeroed first (one whose size is
+ * bad is -EINVAL, and left as it was): calling mrs_save_report_free() on it
+ * is right after any return. A thaw that fails after another failure adds
+ * that to the message of the first.
  */
 int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
@@ -267,7 +337,8 @@ void mrs_save_report_free(struct mrs_save_report *report);
 /* Restore                                                                  */
 
 struct mrs_restore_opts {
-	struct mrs_io_opts io;
+	size_t size;		      /* sizeof(struct mrs_restore_opts): MRS_RESTORE_OPTS_INIT */
+	const struct mrs_io_opts *io; /* NULL: the defaults */
 	int verify; /* check every page against its checksum as it is loaded */
 	/*
 	 * Allow a target path that is a symlink, a recorded path that does not
@@ -277,6 +348,7 @@ struct mrs_restore_opts {
 	 */
 	int force;
 };
+#define MRS_RESTORE_OPTS_INIT {.size = sizeof(struct mrs_restore_opts)}
 
 /* Where one block went. */
 struct mrs_restore_target {
@@ -286,6 +358,7 @@ struct mrs_restore_target {
 };
 
 struct mrs_restore_report {
+	size_t size; /* sizeof(struct mrs_restore_report): MRS_RESTORE_REPORT_INIT */
 	unsigned channels;
 	uint32_t nblocks;
 	/* Where each block went, nblocks of them; free with mrs_restore_report_free(). */
@@ -299,7 +372,10 @@ struct mrs_restore_report {
 	 * of memory; free with mrs_restore_report_free().
 	 */
 	struct mrs_block_info *blocks;
+	uint64_t io_requests;  /* page I/O requests submitted to io_uring */
+	uint64_t io_resubmits; /* of them, short or -EAGAIN transfers submitted again */
 };
+#define MRS_RESTORE_REPORT_INIT {.size = sizeof(struct mrs_restore_report)}
 
 /*
  * Load every block of the image into its target: the path given in targets
@@ -342,22 +418,32 @@ struct mrs_bad_page_info {
 	uint64_t expected, actual;
 };
 
+struct mrs_verify_opts {
+	size_t size;		      /* sizeof(struct mrs_verify_opts): MRS_VERIFY_OPTS_INIT */
+	const struct mrs_io_opts *io; /* NULL: the defaults */
+};
+#define MRS_VERIFY_OPTS_INIT {.size = sizeof(struct mrs_verify_opts)}
+
 struct mrs_verify_report {
+	size_t size; /* sizeof(struct mrs_verify_report): MRS_VERIFY_REPORT_INIT */
 	unsigned channels;
 	uint64_t pages_checked;
 	uint64_t pages_bad;
 	uint64_t bytes_read;
 	uint64_t duration_ns;
 	struct mrs_bad_page_info *bad; /* pages_bad of them, by block and page */
+	uint64_t io_requests;	       /* page I/O requests submitted to io_uring */
+	uint64_t io_resubmits;	       /* of them, short or -EAGAIN transfers submitted again */
 };
+#define MRS_VERIFY_REPORT_INIT {.size = sizeof(struct mrs_verify_report)}
 
 /*
  * Check every metadata checksum and every present page of the image.
  * Returns 0 when all matched, -EBADMSG when pages did not (listed in report),
  * another -errno when the image could not be checked (damaged metadata: -EPROTO).
  */
-int mrs_verify(const char *path, const struct mrs_io_opts *opts, struct mrs_verify_report *report,
-	       struct mrs_error *err);
+int mrs_verify(const char *path, const struct mrs_verify_opts *opts,
+	       struct mrs_verify_report *report, struct mrs_error *err);
 void mrs_verify_report_free(struct mrs_verify_report *report);
 
 /* ------------------------------------------------------------------------ */

@@ -65,6 +65,8 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		json_u64(&j, "pages_total", r->pages_total);
 		json_u64(&j, "pages_read", r->pages_read);
 		json_u64(&j, "read_bytes", r->bytes_read);
+		json_u64(&j, "io_requests", r->io_requests);
+		json_u64(&j, "io_resubmits", r->io_resubmits);
 		json_double(&j, "duration_seconds", s);
 		json_end(&j);
 		return;
@@ -81,9 +83,9 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 
 int cmd_restore(int argc, char **argv)
 {
-	struct cli_common c = {.progress = -1};
-	struct mrs_restore_opts opts = {0};
-	struct mrs_restore_report report;
+	struct cli_common c = {.io = MRS_IO_OPTS_INIT, .progress = -1};
+	struct mrs_restore_opts opts = MRS_RESTORE_OPTS_INIT;
+	struct mrs_restore_report report = MRS_RESTORE_REPORT_INIT;
 	struct mrs_error err = {0};
 	struct mrs_ram *ram = calloc((size_t)argc, sizeof(*ram));
 	unsigned nram = 0;
@@ -130,7 +132,7 @@ int cmd_restore(int argc, char **argv)
 	if (!cli_check_image("restore", argv[optind]))
 		goto usage;
 	cli_progress_setup(&c);
-	opts.io = c.io;
+	opts.io = &c.io;
 	ret = mrs_restore(argv[optind], ram, nram, &opts, &report, &err);
 	cli_progress_done();
 	free(ram);

@@ -228,7 +228,10 @@ static void print_json(const struct args *a, const struct mrs_save_report *r,
 	json_u64(&j, "pages_total", r->pages_total);
 	json_u64(&j, "pages_present", r->pages_present);
 	json_u64(&j, "pages_zero", r->pages_total - r->pages_present);
+	json_u64(&j, "pages_skipped", r->pages_skipped);
 	json_u64(&j, "written_bytes", r->bytes_written);
+	json_u64(&j, "io_requests", r->io_requests);
+	json_u64(&j, "io_resubmits", r->io_resubmits);
 	json_u64(&j, "image_size_bytes", r->image_size);
 	json_u64(&j, "stale_temporary_files_removed", r->stale_removed);
 	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));
@@ -278,14 +281,14 @@ static void round_done(void *ctx, const struct mrs_round_info *r)
 
 static int run(struct args *a)
 {
-	struct mrs_save_report report;
+	struct mrs_save_report report = MRS_SAVE_REPORT_INIT;
 	struct mrs_error err = {0};
 	int ret = make_freezers(a, &err);
 
 	if (ret)
 		return cli_fail(&err);
 	cli_progress_setup(&a->c);
-	a->opts.io = a->c.io;
+	a->opts.io = &a->c.io;
 	if (a->opts.live && !a->c.quiet && !a->c.json)
 		a->opts.round_done = round_done;
 	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
@@ -312,7 +315,8 @@ static int run(struct args *a)
 
 int cmd_snapshot(int argc, char **argv)
 {
-	struct args a = {.c.progress = -1};
+	struct args a = {.c = {.io = MRS_IO_OPTS_INIT, .progress = -1},
+			 .opts = MRS_SAVE_OPTS_INIT};
 	int opt, code = EXIT_USAGE;
 
 	a.ram = calloc((size_t)argc, sizeof(*a.ram));

@@ -40,6 +40,8 @@ static void print_json(const struct mrs_verify_report *r, int ret, const char *m
 	json_u64(&j, "pages_checked", r->pages_checked);
 	json_u64(&j, "pages_bad", r->pages_bad);
 	json_u64(&j, "read_bytes", r->bytes_read);
+	json_u64(&j, "io_requests", r->io_requests);
+	json_u64(&j, "io_resubmits", r->io_resubmits);
 	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));
 	json_array(&j, "bad_pages");
 	for (uint64_t i = 0; i < r->pages_bad; i++) {
@@ -68,8 +70,9 @@ static void print_bad_pages(const char *image, const struct mrs_verify_report *r
 
 int cmd_verify(int argc, char **argv)
 {
-	struct cli_common c = {.progress = -1};
-	struct mrs_verify_report report = {0};
+	struct cli_common c = {.io = MRS_IO_OPTS_INIT, .progress = -1};
+	struct mrs_verify_opts opts = MRS_VERIFY_OPTS_INIT;
+	struct mrs_verify_report report = MRS_VERIFY_REPORT_INIT;
 	struct mrs_error err = {0};
 	const char *image;
 	char mismatch[1024];
@@ -94,7 +97,8 @@ int cmd_verify(int argc, char **argv)
 	if (!cli_check_image("verify", image))
 		return EXIT_USAGE;
 	cli_progress_setup(&c);
-	ret = mrs_verify(image, &c.io, &report, &err);
+	opts.io = &c.io;
+	ret = mrs_verify(image, &opts, &report, &err);
 	cli_progress_done();
 	if (ret && ret != -EBADMSG) {
 		code = cli_report_failure(ret, &err, "");

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "ram.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -195,7 +194,7 @@ bool cli_parse_ram(const char *cmd, char *s, struct mrs_ram *ram)
 		return false;
 	}
 	/* The library's own rule for names, applied here so a bad one is a usage error. */
-	if (mrs_ram_check_name(ram->name, &err)) {
+	if (mrs_block_name_check(ram->name, &err)) {
 		cli_usage_error(cmd, "%s", err.msg);
 		return false;
 	}

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "extstruct.h"
 #include "freeze.h"
 
 extern char **environ;
@@ -35,12 +36,20 @@ static void sleep_ms(unsigned ms)
 int mrs_freezer_new(struct mrs_freezer **out, const struct mrs_freezer_ops *ops, void *ctx,
 		    struct mrs_error *err)
 {
-	struct mrs_freezer *f = calloc(1, sizeof(*f));
+	struct mrs_freezer_ops full;
+	struct mrs_freezer *f;
+	int ret;
 
 	*out = NULL;
+	ret = mrs_struct_in(&full, sizeof(full), ops, "mrs_freezer_ops", err);
+	if (ret)
+		return ret;
+	if (!ops || !full.freeze || !full.thaw)
+		return mrs_err(err, -EINVAL, "a freezer needs a freeze and a thaw operation");
+	f = calloc(1, sizeof(*f));
 	if (!f)
 		return mrs_err(err, -ENOMEM, "out of memory");
-	f->ops = ops;
+	f->ops = full;
 	f->ctx = ctx;
 	*out = f;
 	return 0;
@@ -50,21 +59,21 @@ void mrs_freezer_free(struct mrs_freezer *f)
 {
 	if (!f)
 		return;
-	if (f->ops->destroy)
-		f->ops->destroy(f->ctx);
+	if (f->ops.destroy)
+		f->ops.destroy(f->ctx);
 	free(f);
 }
 
 int mrs_freezer_freeze(struct mrs_freezer *f, struct mrs_error *err)
 {
 	f->attempted = true;
-	return f->ops->freeze(f->ctx, err);
+	return f->ops.freeze(f->ctx, err);
 }
 
 int mrs_freezer_thaw(struct mrs_freezer *f, struct mrs_error *err)
 {
 	f->attempted = false;
-	return f->ops->thaw(f->ctx, err);
+	return f->ops.thaw(f->ctx, err);
 }
 
 int mrs_freeze_all(struct mrs_freezer *const *f, unsigned n, struct mrs_error *err)
@@ -220,7 +229,8 @@ static void pids_destroy(void *ctx)
 	free(p);
 }
 
-static const struct mrs_freezer_ops pids_ops = {"process", pids_freeze, pids_thaw, pids_destroy};
+static const struct mrs_freezer_ops pids_ops = {sizeof(pids_ops), pids_freeze, pids_thaw,
+						pids_destroy};
 
 int mrs_freezer_new_pids(struct mrs_freezer **out, const int *pids, unsigned n,
 			 struct mrs_error *err)
@@ -349,7 +359,7 @@ static void cgroup_destroy(void *ctx)
 	free(c);
 }
 
-static const struct mrs_freezer_ops cgroup_ops = {"cgroup", cgroup_freeze, cgroup_thaw,
+static const struct mrs_freezer_ops cgroup_ops = {sizeof(cgroup_ops), cgroup_freeze, cgroup_thaw,
 						  cgroup_destroy};
 
 int mrs_freezer_new_cgroup(struct mrs_freezer **out, const char *dir, struct mrs_error *err)
@@ -487,7 +497,7 @@ static void commands_destroy(void *ctx)
 	free(c);
 }
 
-static const struct mrs_freezer_ops commands_ops = {"command", commands_freeze, commands_thaw,
+static const struct mrs_freezer_ops commands_ops = {sizeof(commands_ops), commands_freeze, commands_thaw,
 						    commands_destroy};
 
 int mrs_freezer_new_commands(struct mrs_freezer **out, const char *freeze_cmd, const char *thaw_cmd,

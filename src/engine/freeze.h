@@ -12,7 +12,7 @@
 #include "mrsnap.h"
 
 struct mrs_freezer {
-	const struct mrs_freezer_ops *ops;
+	struct mrs_freezer_ops ops; /* the caller's, copied in full (include/mrsnap.h) */
 	void *ctx;
 	bool attempted; /* freeze was called: thaw is owed */
 };

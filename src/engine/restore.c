@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "error.h"
 #include "reader.h"
 #include "pass.h"
@@ -329,7 +330,7 @@ static int fill_report(struct restore *r, uint64_t start, struct mrs_restore_rep
 	report->blocks = calloc(n, sizeof(*report->blocks));
 	report->targets = calloc(n, sizeof(*report->targets));
 	if (!report->blocks || !report->targets) {
-		mrs_restore_report_free(report);
+		mrs_engine_restore_report_free(report);
 		return mrs_err(err, -ENOMEM, "out of memory");
 	}
 	for (uint32_t b = 0; b < n; b++) {
@@ -339,7 +340,7 @@ static int fill_report(struct restore *r, uint64_t start, struct mrs_restore_rep
 		t->path = strdup(r->dst[b].path);
 		t->created = r->dst[b].created;
 		if (!t->path) {
-			mrs_restore_report_free(report);
+			mrs_engine_restore_report_free(report);
 			return mrs_err(err, -ENOMEM, "out of memory");
 		}
 		report->pages_total += r->img.meta.blocks[b].page_count;
@@ -350,16 +351,17 @@ static int fill_report(struct restore *r, uint64_t start, struct mrs_restore_rep
 	}
 	report->pages_read = st.pages_read;
 	report->bytes_read = st.bytes_read;
+	report->io_requests = st.requests;
+	report->io_resubmits = st.resubmits;
 	report->duration_ns = mrs_now_ns() - start;
 	return 0;
 }
 
-int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
-		const struct mrs_restore_opts *opts, struct mrs_restore_report *report,
-		struct mrs_error *err)
+int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
+		       const struct mrs_restore_opts *opts, struct mrs_restore_report *report,
+		       struct mrs_error *err)
 {
-	static const struct mrs_restore_opts defaults;
-	struct restore r = {.opts = opts ? opts : &defaults};
+	struct restore r = {.opts = opts};
 	uint64_t start = mrs_now_ns();
 	int ret;
 
@@ -367,7 +369,7 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 		memset(report, 0, sizeof(*report));
 	r.img.fd = -1;
 	/* Acquire and validate: nothing outside this process changes. */
-	ret = mrs_io_opts_resolve(&r.opts->io, &r.io, err);
+	ret = mrs_io_opts_resolve(r.opts->io, &r.io, err);
 	if (!ret)
 		ret = mrs_image_reader_open(&r.img, path, 0, err);
 	if (!ret)
@@ -401,7 +403,7 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 	return ret;
 }
 
-void mrs_restore_report_free(struct mrs_restore_report *report)
+void mrs_engine_restore_report_free(struct mrs_restore_report *report)
 {
 	if (!report)
 		return;

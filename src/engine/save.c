@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "channel.h"
+#include "engine.h"
 #include "error.h"
 #include "codec.h"
 #include "freeze.h"
@@ -49,6 +50,7 @@ struct save {
 	uint64_t estimated_downtime_ns;	 /* the frozen round's, when the live rounds ended */
 	mrs_progress_fn progress;	 /* the caller's, called through save_progress */
 	void *progress_ctx;
+	struct mrs_chan_stats totals; /* the channels' counters after the last round */
 };
 
 #define DOWNTIME_MS_DEFAULT 300u
@@ -60,7 +62,7 @@ static int check_specs(const struct mrs_ram *ram, unsigned n, struct mrs_error *
 		return mrs_err(err, -MRS_EUSAGE, "a snapshot takes 1 to %u RAM blocks, not %u",
 			       MRS_MAX_BLOCKS, n);
 	for (unsigned i = 0; i < n; i++) {
-		int ret = mrs_ram_check_name(ram[i].name, err);
+		int ret = mrs_block_name_check(ram[i].name, err);
 
 		if (ret)
 			return ret;
@@ -235,6 +237,7 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	if (ret)
 		return ret;
 	mrs_chanset_stats(s->cs, &after);
+	s->totals = after;
 	r.number = s->nrounds;
 	r.flags = frozen ? MRS_ROUND_FROZEN : 0;
 	r.pages_scanned = after.pages_scanned - before.pages_scanned;
@@ -454,6 +457,9 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	report->stop_reason = s->stop_reason;
 	report->downtime_ns = s->downtime_ns;
 	report->stale_removed = s->file.stale_removed;
+	report->pages_skipped = s->totals.pages_skipped;
+	report->io_requests = s->totals.requests;
+	report->io_resubmits = s->totals.resubmits;
 	report->estimated_downtime_ns = s->estimated_downtime_ns;
 	s->rounds = NULL;
 	/* The image is in place whatever happens here: without memory, no block list. */
@@ -497,19 +503,18 @@ static int thaw_failed(const char *path, int ret, const struct mrs_error *terr,
 	return ret;
 }
 
-int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
-	     const struct mrs_save_opts *opts, struct mrs_save_report *report,
-	     struct mrs_error *err)
+int mrs_engine_save(const char *path, const struct mrs_ram *ram, unsigned nram,
+		    const struct mrs_save_opts *opts, struct mrs_save_report *report,
+		    struct mrs_error *err)
 {
-	static const struct mrs_save_opts defaults;
-	struct save s = {.opts = opts ? opts : &defaults, .n = nram, .start = mrs_now_ns()};
+	struct save s = {.opts = opts, .n = nram, .start = mrs_now_ns()};
 	struct mrs_error terr;
 	int ret, tret = 0;
 
 	s.file.fd = -1;
 	if (report) /* so that mrs_save_report_free() is always safe */
 		memset(report, 0, sizeof(*report));
-	ret = mrs_io_opts_resolve(&s.opts->io, &s.io, err);
+	ret = mrs_io_opts_resolve(s.opts->io, &s.io, err);
 	if (!ret && s.io.progress) {
 		s.progress = s.io.progress;
 		s.progress_ctx = s.io.progress_ctx;
@@ -558,7 +563,7 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	return ret;
 }
 
-void mrs_save_report_free(struct mrs_save_report *report)
+void mrs_engine_save_report_free(struct mrs_save_report *report)
 {
 	free(report->rounds);
 	report->rounds = NULL;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "error.h"
 #include "reader.h"
 #include "pass.h"
@@ -47,8 +48,8 @@ static int collect_bad(struct mrs_image_reader *img, struct mrs_chanset *cs,
 	return 0;
 }
 
-int mrs_verify(const char *path, const struct mrs_io_opts *opts, struct mrs_verify_report *report,
-	       struct mrs_error *err)
+int mrs_engine_verify(const char *path, const struct mrs_io_opts *opts,
+		      struct mrs_verify_report *report, struct mrs_error *err)
 {
 	struct mrs_verify_report local;
 	struct mrs_image_reader img;
@@ -91,6 +92,8 @@ int mrs_verify(const char *path, const struct mrs_io_opts *opts, struct mrs_veri
 		mrs_chanset_stats(cs, &st);
 		report->pages_checked = st.pages_read;
 		report->bytes_read = st.bytes_read;
+		report->io_requests = st.requests;
+		report->io_resubmits = st.resubmits;
 		ret = collect_bad(&img, cs, report, err);
 	}
 	report->duration_ns = mrs_now_ns() - start;
@@ -101,11 +104,11 @@ int mrs_verify(const char *path, const struct mrs_io_opts *opts, struct mrs_veri
 	mrs_chanset_close(cs);
 	mrs_image_reader_close(&img);
 	if (report == &local)
-		mrs_verify_report_free(&local);
+		mrs_engine_verify_report_free(&local);
 	return ret;
 }
 
-void mrs_verify_report_free(struct mrs_verify_report *report)
+void mrs_engine_verify_report_free(struct mrs_verify_report *report)
 {
 	free(report->bad);
 	report->bad = NULL;

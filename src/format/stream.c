@@ -296,7 +296,6 @@ static int parse_record(struct parser *ps, uint32_t *kind)
 	case MRS_REC_END:
 		return parse_end(ps, rec + MRS_REC_HEADER);
 	default: /* EOS: accepted and ignored wherever a record may start */
-		ps->info->eos++;
 		return 0;
 	}
 }

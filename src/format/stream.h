@@ -83,7 +83,6 @@ struct mrs_stream_info {
 	struct mrs_round *rounds;
 	uint32_t nrounds;
 	uint64_t records; /* before the end record, EOS included */
-	uint64_t eos;	  /* how many EOS records were skipped */
 };
 
 /*

@@ -620,7 +620,6 @@ int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err)
 	while (cs->acks_pending)
 		pthread_cond_wait(&cs->acked, &cs->lock);
 	pthread_mutex_unlock(&cs->lock);
-	cs->syncs++;
 	if (cs->cfg.hooks && cs->cfg.hooks->on_sync)
 		cs->cfg.hooks->on_sync(cs->cfg.hooks->ctx);
 	if (atomic_load(&cs->failed))
@@ -651,11 +650,6 @@ void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum)
 size_t mrs_chanset_buffer_bytes(const struct mrs_chanset *cs)
 {
 	return cs->buf_size * cs->nslots * cs->nch;
-}
-
-uint64_t mrs_chanset_syncs(const struct mrs_chanset *cs)
-{
-	return cs->syncs;
 }
 
 const struct mrs_bad_page *mrs_chanset_bad_pages(const struct mrs_chanset *cs, size_t *count)

@@ -212,9 +212,8 @@ void mrs_chanset_progress(struct mrs_chanset *cs, uint64_t *pages_done, uint64_t
  */
 int mrs_chanset_sync(struct mrs_chanset *cs, struct mrs_error *err);
 
-/* Counters and the number of syncs so far; call after a sync. */
+/* Counters so far; call after a sync. */
 void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum);
-uint64_t mrs_chanset_syncs(const struct mrs_chanset *cs);
 /* Bytes of buffers the set holds, all channels: at most MRS_BUFFER_BUDGET. */
 size_t mrs_chanset_buffer_bytes(const struct mrs_chanset *cs);
 

@@ -152,7 +152,6 @@ struct mrs_chanset {
 	size_t nbad, bad_cap;
 
 	/* Main thread only. */
-	uint64_t syncs;
 	unsigned next_rr;
 };
 

@@ -21,7 +21,7 @@
 #include "codec.h"
 #include "ram.h"
 
-int mrs_ram_check_name(const char *name, struct mrs_error *err)
+int mrs_block_name_check(const char *name, struct mrs_error *err)
 {
 	size_t len = strlen(name);
 

@@ -237,9 +237,12 @@ static void assert_nothing_left(const struct fix *f)
 	closedir(d);
 }
 
+static const struct mrs_io_opts io2 = {.size = sizeof(struct mrs_io_opts), .channels = 2};
+static const struct mrs_io_opts io3 = {.size = sizeof(struct mrs_io_opts), .channels = 3};
+
 static struct mrs_save_opts save_opts(void)
 {
-	struct mrs_save_opts o = {.io = {.channels = 2}};
+	struct mrs_save_opts o = {.size = sizeof(o), .io = &io2};
 	return o;
 }
 
@@ -397,7 +400,7 @@ static int freeze_nothing(void *ctx, struct mrs_error *err)
 
 static void test_save_complete_is_last_and_synced(void **state)
 {
-	static const struct mrs_freezer_ops nothing = {"nothing", freeze_nothing, freeze_nothing,
+	static const struct mrs_freezer_ops nothing = {sizeof(nothing), freeze_nothing, freeze_nothing,
 						       NULL};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
@@ -589,10 +592,10 @@ static int thaw_fails(void *ctx, struct mrs_error *err)
  */
 static void test_failed_thaw_keeps_image(void **state)
 {
-	static const struct mrs_freezer_ops ops = {"failing", freeze_nothing, thaw_fails, NULL};
+	static const struct mrs_freezer_ops ops = {sizeof(ops), freeze_nothing, thaw_fails, NULL};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_save_report report;
+	struct mrs_save_report report = MRS_SAVE_REPORT_INIT;
 	struct mrs_freezer *fz;
 	struct mrs_error err = {0};
 
@@ -601,7 +604,7 @@ static void test_failed_thaw_keeps_image(void **state)
 	o.nfreezers = 1;
 	for (int live = 0; live < 2; live++) {
 		o.live = live;
-		memset(&report, 0, sizeof(report));
+		report = (struct mrs_save_report)MRS_SAVE_REPORT_INIT;
 		assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, &report, &err), -ECHILD);
 		assert_msg_has(&err, "is complete, but the guest may still be frozen");
 		assert_msg_has(&err, "cannot thaw the guest: the test's thaw fails");
@@ -634,7 +637,7 @@ static void test_restore_eio(void **state)
 	static const struct mrs_chan_hooks hooks = {.on_complete = eio_on_read};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_restore_opts ro = {.size = sizeof(ro), .io = &io2};
 	struct mrs_ram t = {"pc.ram", f->target, 0};
 	struct mrs_error err = {0};
 
@@ -674,7 +677,7 @@ static void test_restore_target_write_error_names_it(void **state)
 	static const struct mrs_chan_hooks hooks = {.on_complete = enospc_on_target};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_restore_opts ro = {.size = sizeof(ro), .io = &io2};
 	struct mrs_ram t = {"pc.ram", f->target, 0};
 	struct mrs_error err = {0};
 	char want[4200];
@@ -710,12 +713,12 @@ static void test_engines_sync_once_per_pass(void **state)
 	static atomic_int syncs;
 	static const struct mrs_chan_hooks hooks = {.on_sync = count_sync, .ctx = &syncs};
 	static const struct mrs_freezer_ops ops = {
-	    .name = "test", .freeze = no_op_freeze, .thaw = no_op_freeze};
+	    .size = sizeof(ops), .freeze = no_op_freeze, .thaw = no_op_freeze};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_restore_opts ro = {.io = {.channels = 3}};
+	struct mrs_restore_opts ro = {.size = sizeof(ro), .io = &io3};
 	struct mrs_ram t = {"pc.ram", f->target, 0};
-	struct mrs_save_report report;
+	struct mrs_save_report report = MRS_SAVE_REPORT_INIT;
 	struct mrs_freezer *fr;
 	struct mrs_error err = {0};
 
@@ -731,7 +734,8 @@ static void test_engines_sync_once_per_pass(void **state)
 	assert_int_equal(atomic_load(&syncs), 1);
 
 	atomic_store(&syncs, 0);
-	assert_int_equal(mrs_verify(f->image, &ro.io, NULL, &err), 0);
+	assert_int_equal(mrs_verify(f->image, &(struct mrs_verify_opts){sizeof(struct mrs_verify_opts), ro.io}, NULL,
+				    &err), 0);
 	assert_int_equal(atomic_load(&syncs), 1);
 
 	/* Live: one sync per round, the final frozen one included. */
@@ -772,7 +776,7 @@ static void test_save_dir_sync_fails_after_rename(void **state)
 {
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_save_report report;
+	struct mrs_save_report report = MRS_SAVE_REPORT_INIT;
 	struct mrs_ram t = {"pc.ram", f->target, 0};
 	struct mrs_error err = {0};
 	uint8_t *want = malloc(1 << 20), *got = malloc(1 << 20);
@@ -841,7 +845,7 @@ static void test_restore_flush_fails(void **state)
 {
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_restore_opts ro = {.size = sizeof(ro), .io = &io2};
 	struct mrs_ram t = {"pc.ram", f->target, 0};
 	struct mrs_error err = {0};
 
@@ -866,7 +870,7 @@ static void test_restore_channel_setup_fails_before_targets(void **state)
 {
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_restore_opts ro = {.size = sizeof(ro), .io = &io2};
 	struct mrs_ram t = {"pc.ram", f->target, 0};
 	struct mrs_error err = {0};
 	char *before, *missing;
@@ -905,7 +909,7 @@ static void test_restore_reads_the_validated_image(void **state)
 {
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
-	struct mrs_restore_opts ro = {.io = {.channels = 2}};
+	struct mrs_restore_opts ro = {.size = sizeof(ro), .io = &io2};
 	struct mrs_ram big, other;
 	struct mrs_ram t = {"pc.ram", f->target, 0};
 	struct mrs_error err = {0};
