@@ -155,14 +155,16 @@ static int plan_image(struct save *s, struct mrs_error *err)
 		return mrs_err_errno(err, -errno, "cannot size '%s' to %" PRIu64 " bytes",
 				     s->file.tmp, s->sb.stream_offset);
 	/*
-	 * An incomplete superblock and the block headers first: a crash from
-	 * here on leaves an image that says it is incomplete, and that info can
-	 * still describe. The headers are written again with their checksums.
+	 * The block headers, then an incomplete superblock: a crash from here on
+	 * leaves an image that says it is incomplete and that info can still
+	 * describe (headers first, so that a superblock never points at headers
+	 * not yet written; a crash between the two leaves no superblock at all,
+	 * which every reader refuses alike). The headers are written again with
+	 * their checksums at the end.
 	 */
-	ret = mrs_meta_write_superblock(s->file.fd, &s->sb, err);
+	ret = mrs_meta_write_headers(s->file.fd, s->sb.block_table_offset, s->bh, s->n, err);
 	if (!ret)
-		ret =
-		    mrs_meta_write_headers(s->file.fd, s->sb.block_table_offset, s->bh, s->n, err);
+		ret = mrs_meta_write_superblock(s->file.fd, &s->sb, err);
 	if (!ret)
 		ret = mrs_stream_append_blocks(&s->stream, s->n, s->sb.block_table_offset);
 	if (!ret)
