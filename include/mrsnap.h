@@ -72,7 +72,9 @@ struct mrs_error {
  * `mrs_save_opts o{}; o.size = sizeof(o);`.)
  *
  * New fields are only ever added at the end (after the old struct's
- * sizeof, never into its tail padding), and zero always means "as before",
+ * sizeof, never into its tail padding: these structs have none, and a
+ * reserved0 field holds its place where they would, to be replaced by the
+ * next field of its size), and zero always means "as before",
  * so that one binary works with older and newer libraries:
  *  - options smaller than the library's (a caller built against an older
  *    header): the library reads only size bytes; the fields beyond read as
@@ -151,6 +153,7 @@ struct mrs_io_opts {
 	mrs_progress_fn progress; /* may be NULL */
 	void *progress_ctx;
 	unsigned progress_ms; /* between calls; default 200 */
+	unsigned reserved0;   /* zero: fills what would be tail padding (see below) */
 };
 #define MRS_IO_OPTS_INIT {.size = sizeof(struct mrs_io_opts)}
 
@@ -187,7 +190,8 @@ struct mrs_freezer;
 
 /*
  * A freezer from your own ops (ctx is passed to them, and destroyed with
- * it). ops is copied; freeze and thaw must be set (-EINVAL).
+ * it). ops is copied; freeze and thaw must be set (-EINVAL). On failure ctx
+ * stays the caller's.
  */
 int mrs_freezer_new(struct mrs_freezer **out, const struct mrs_freezer_ops *ops, void *ctx,
 		    struct mrs_error *err);
@@ -256,6 +260,7 @@ struct mrs_save_opts {
 	 * freezer.
 	 */
 	int leave_frozen;
+	int reserved0; /* zero: fills what would be tail padding */
 };
 #define MRS_SAVE_OPTS_INIT {.size = sizeof(struct mrs_save_opts)}
 
@@ -295,7 +300,7 @@ struct mrs_save_report {
 	/* nblocks of them, as written (path: the source's, as recorded); NULL if out of memory */
 	struct mrs_block_info *blocks;
 	uint64_t pages_skipped; /* in holes of sparse sources (tmpfs): never read, all rounds */
-	uint64_t io_requests;	/* page I/O requests submitted to io_uring, all rounds */
+	uint64_t io_requests;	/* image I/O requests issued (see mrsnap(1)), all rounds */
 	uint64_t io_resubmits;	/* of them, short or -EAGAIN transfers submitted again */
 	/*
 	 * Live: how long the frozen round was expected to take when the live
@@ -372,7 +377,7 @@ struct mrs_restore_report {
 	 * of memory; free with mrs_restore_report_free().
 	 */
 	struct mrs_block_info *blocks;
-	uint64_t io_requests;  /* page I/O requests submitted to io_uring */
+	uint64_t io_requests;  /* image I/O requests issued (see mrsnap(1)) */
 	uint64_t io_resubmits; /* of them, short or -EAGAIN transfers submitted again */
 };
 #define MRS_RESTORE_REPORT_INIT {.size = sizeof(struct mrs_restore_report)}
@@ -432,7 +437,7 @@ struct mrs_verify_report {
 	uint64_t bytes_read;
 	uint64_t duration_ns;
 	struct mrs_bad_page_info *bad; /* pages_bad of them, by block and page */
-	uint64_t io_requests;	       /* page I/O requests submitted to io_uring */
+	uint64_t io_requests;	       /* image I/O requests issued (see mrsnap(1)) */
 	uint64_t io_resubmits;	       /* of them, short or -EAGAIN transfers submitted again */
 };
 #define MRS_VERIFY_REPORT_INIT {.size = sizeof(struct mrs_verify_report)}

@@ -17,6 +17,7 @@ static const char usage[] =
     "      --direct        O_DIRECT for reading page data\n"
     "      --force         allow a target that is a symbolic link, is mapped by a\n"
     "                      running process, or (recorded in IMAGE) has another size\n"
+    "                      or does not exist; skip the free-space check\n"
     "      --json          print a summary as JSON on stdout\n"
     "  -q, --quiet         print nothing but errors\n"
     "      --progress      show progress even when stderr is not a terminal\n"
@@ -24,9 +25,10 @@ static const char usage[] =
     "  -h, --help          show this help\n"
     "\n"
     "The whole image is validated and every target checked before any target is\n"
-    "touched. Missing targets are created (mode 0600); pages absent from the image\n"
-    "read as zero afterwards. A path recorded in IMAGE is used only if it does not\n"
-    "exist or is a file of exactly the block's size; a device only with --ram.\n"
+    "touched. Targets named with --ram are created if missing (mode 0600); pages\n"
+    "absent from the image read as zero afterwards. A path recorded in IMAGE is\n"
+    "used only if it holds a file of exactly the block's size (another size, or no\n"
+    "file: --ram or --force); a device only with --ram.\n"
     "On failure, targets it created are removed and others partly written named.\n"
     "Exit status: 0 ok, 1 damaged image or checksum mismatch, 2 usage, 3 failed.\n";
 

@@ -94,7 +94,7 @@ int cli_report_failure(int ret, const struct mrs_error *err, const char *after_i
 	if (ret == -ECANCELED && sig) {
 		/* The library says "interrupted", and maybe more (a thaw that failed). */
 		const char *more = strncmp(err->msg, "interrupted", 11) ? "" : err->msg + 11;
-		char msg[512];
+		char msg[sizeof(err->msg) + 128];
 
 		snprintf(msg, sizeof(msg), "interrupted by %s%s%s", cli_signal_name(sig), more,
 			 after_interrupt);

@@ -5,11 +5,31 @@
  * "Structs that grow"), so that each engine works on full structs only.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "engine.h"
 #include "error.h"
 #include "extstruct.h"
+
+/*
+ * The structs that grow have no tail padding: an old caller's size then
+ * covers only named fields, which its _INIT zeroed, and never padding bytes
+ * a new field would be read from (mrsnap.h, "Structs that grow"). A field
+ * added in the wrong place, or a struct that gains padding, fails to build.
+ */
+#define NO_TAIL_PADDING(type, last)                                                               \
+	_Static_assert(sizeof(struct type) ==                                                      \
+			   offsetof(struct type, last) + sizeof(((struct type *)0)->last),        \
+		       #type " has tail padding: end it with a field (see mrsnap.h)")
+NO_TAIL_PADDING(mrs_io_opts, reserved0);
+NO_TAIL_PADDING(mrs_save_opts, reserved0);
+NO_TAIL_PADDING(mrs_restore_opts, force);
+NO_TAIL_PADDING(mrs_verify_opts, io);
+NO_TAIL_PADDING(mrs_freezer_ops, destroy);
+NO_TAIL_PADDING(mrs_save_report, estimated_downtime_ns);
+NO_TAIL_PADDING(mrs_restore_report, io_resubmits);
+NO_TAIL_PADDING(mrs_verify_report, io_resubmits);
 
 /*
  * The I/O options an options struct points to, copied into io; NULL stays
