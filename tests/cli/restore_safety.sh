@@ -109,16 +109,21 @@ expect_rc 0 "$MRSNAP" restore --json "$T/vm.img" --ram vga="$T/b.new"
 grep -q "\"path\": \"$T/b.new\"" "$T/out" || fail "restore --json does not say where vga went"
 rm -f "$T/b.new" "$T/other.before"
 
+# wait_mapped: until the test guest ($gpid) has mapped $T/live.ram.
+wait_mapped() {
+	i=0
+	while ! grep -q "$T/live.ram" "/proc/$gpid/maps" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || fail "the test guest did not map its RAM"
+		sleep 0.05
+	done
+}
+
 # A target that a running process maps (a live guest's RAM) is refused
 # unless --force; without the check, restore cut it under the guest.
 cp "$T/junk" "$T/live.ram"
 start_guest "$T/live.ram" --rate 10
-i=0
-while ! grep -q "$T/live.ram" "/proc/$gpid/maps" 2>/dev/null; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || fail "the test guest did not map its RAM"
-	sleep 0.05
-done
+wait_mapped
 expect_rc 3 "$MRSNAP" restore "$T/vm.img" --ram pc.ram="$T/live.ram"
 expect_err "target '$T/live.ram' of block 'pc.ram' is mapped by process $gpid"
 [ "$(stat -c %s "$T/live.ram")" = 4194304 ] || fail "a refused live target was resized"
@@ -128,12 +133,7 @@ wait "$gpid" 2>/dev/null
 # target by cutting it to 0 and growing it again killed a guest writing flat
 # out with SIGBUS (seen: 2 of 3 tries here, and by a new user on every try).
 start_guest "$T/live.ram" --working-set 100
-i=0
-while ! grep -q "$T/live.ram" "/proc/$gpid/maps" 2>/dev/null; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || fail "the test guest did not map its RAM"
-	sleep 0.05
-done
+wait_mapped
 for try in 1 2 3 4 5; do
 	expect_rc 0 "$MRSNAP" restore -q --force "$T/vm.img" --ram pc.ram="$T/live.ram"
 	kill -0 "$gpid" 2>/dev/null || fail "restore --force killed the guest that maps its target (try $try)"
