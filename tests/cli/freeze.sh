@@ -53,12 +53,12 @@ expect_running $gpid
 mkfifo "$T/stdin"
 sleep 60 >"$T/stdin" &
 writer=$!
-expect_rc 0 timeout 30 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
+expect_rc 0 timeout -k 5 30 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
 	--freeze-pid $gpid --freeze-cmd true --thaw-cmd 'read x; true' <"$T/stdin"
 kill $writer
 expect_running $gpid
 rm -f "$T/vm.img"
-expect_rc 3 timeout 30 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
+expect_rc 3 timeout -k 5 30 "$MRSNAP" snapshot --live "$T/vm.img" --ram pc.ram="$R/ram" \
 	--freeze-pid $gpid --freeze-cmd true --thaw-cmd 'kill -STOP $$'
 expect_err "the thaw command stopped (Stopped (signal)) and was killed"
 expect_running $gpid
