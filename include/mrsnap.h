@@ -100,7 +100,7 @@ struct mrs_error {
  * Structs the library allocates or hands to a callback (mrs_progress,
  * mrs_image_info) may grow at the end too: a caller reads only the fields
  * its header has. Structs that travel in arrays (mrs_ram, mrs_round_info,
- * mrs_block_info, mrs_bad_page_info, mrs_restore_target) are indexed with
+ * mrs_block_info, mrs_bad_page_info) are indexed with
  * the caller's sizeof, so they keep their layout; a new field there comes
  * as a new struct in a new field of the report or options.
  */
@@ -355,26 +355,18 @@ struct mrs_restore_opts {
 };
 #define MRS_RESTORE_OPTS_INIT {.size = sizeof(struct mrs_restore_opts)}
 
-/* Where one block went. */
-struct mrs_restore_target {
-	char name[64];
-	char *path;  /* as given with targets, or as recorded in the image */
-	int created; /* the file did not exist before */
-};
-
 struct mrs_restore_report {
 	size_t size; /* sizeof(struct mrs_restore_report): MRS_RESTORE_REPORT_INIT */
 	unsigned channels;
 	uint32_t nblocks;
-	/* Where each block went, nblocks of them; free with mrs_restore_report_free(). */
-	struct mrs_restore_target *targets;
 	uint64_t pages_total;
 	uint64_t pages_read;
 	uint64_t bytes_read;
 	uint64_t duration_ns;
 	/*
-	 * nblocks of them (path: the target each was loaded into), NULL if out
-	 * of memory; free with mrs_restore_report_free().
+	 * Where each block went: nblocks of them (path: the target it was
+	 * loaded into; created: this restore made the file), NULL if out of
+	 * memory; free with mrs_restore_report_free().
 	 */
 	struct mrs_block_info *blocks;
 	uint64_t io_requests;  /* image I/O requests issued (see mrsnap(1)) */
@@ -464,6 +456,7 @@ struct mrs_block_info {
 	uint64_t bitmap_offset;
 	uint64_t hashes_offset;
 	uint64_t pages_offset;
+	int created; /* restore only: the target file did not exist before */
 };
 
 struct mrs_image_info {

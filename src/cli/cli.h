@@ -139,7 +139,9 @@ void cli_json_error(struct json *j, const char *message, int code, int exit_code
 /* With --json and no document printed yet: one holding only the error. */
 void cli_json_failure(const char *message, int code, int exit_code);
 /* "blocks" and "rounds", the same in every command; pages counted unless !counted. */
-void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32_t n, bool counted);
+/* The blocks array: CLI_BLOCKS_COUNTED with page counts, _RESTORED with "created". */
+enum { CLI_BLOCKS_COUNTED = 1, CLI_BLOCKS_RESTORED = 2 };
+void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32_t n, unsigned how);
 void cli_json_rounds(struct json *j, const struct mrs_round_info *rounds, uint32_t n);
 
 int cmd_snapshot(int argc, char **argv);

@@ -47,7 +47,7 @@ static void print_json(const struct mrs_image_info *in)
 	json_u64(&j, "image_size_bytes", in->file_size);
 	json_u64(&j, "disk_usage_bytes", in->disk_size);
 	/* An incomplete image has not counted its pages yet: null, not 0. */
-	cli_json_blocks(&j, in->blocks, in->nblocks, in->complete);
+	cli_json_blocks(&j, in->blocks, in->nblocks, in->complete ? CLI_BLOCKS_COUNTED : 0);
 	cli_json_rounds(&j, in->rounds, in->nrounds);
 	json_end(&j);
 }

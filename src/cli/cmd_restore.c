@@ -54,16 +54,7 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		cli_json_begin_doc(&j, true);
 		json_u64(&j, "channels", r->channels);
 		json_bool(&j, "verified", verify);
-		cli_json_blocks(&j, r->blocks, r->nblocks, true);
-		json_array(&j, "targets");
-		for (uint32_t b = 0; b < r->nblocks; b++) {
-			json_object(&j, NULL);
-			json_str(&j, "name", r->targets[b].name);
-			json_str(&j, "path", r->targets[b].path);
-			json_bool(&j, "created", r->targets[b].created);
-			json_close_object(&j);
-		}
-		json_close_array(&j);
+		cli_json_blocks(&j, r->blocks, r->nblocks, CLI_BLOCKS_COUNTED | CLI_BLOCKS_RESTORED);
 		json_u64(&j, "pages_total", r->pages_total);
 		json_u64(&j, "pages_read", r->pages_read);
 		json_u64(&j, "read_bytes", r->bytes_read);
@@ -78,9 +69,9 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 	printf("%s: restored %u block%s, %llu of %llu pages read (%s%s), %.2f s, %s/s\n", image,
 	       r->nblocks, r->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_read,
 	       (unsigned long long)r->pages_total, bytes, verify ? ", verified" : "", s, rate);
-	for (uint32_t b = 0; b < r->nblocks; b++)
-		printf("  %s -> %s%s\n", r->targets[b].name, r->targets[b].path,
-		       r->targets[b].created ? " (created)" : "");
+	for (uint32_t b = 0; r->blocks && b < r->nblocks; b++)
+		printf("  %s -> %s%s\n", r->blocks[b].name, r->blocks[b].path,
+		       r->blocks[b].created ? " (created)" : "");
 }
 
 int cmd_restore(int argc, char **argv)

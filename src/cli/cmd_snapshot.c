@@ -220,7 +220,7 @@ static void print_json(const struct args *a, const struct mrs_save_report *r,
 	json_bool(&j, "live", a->opts.live);
 	json_u64(&j, "channels", r->channels);
 	json_bool(&j, "direct", a->c.io.direct);
-	cli_json_blocks(&j, r->blocks, r->nblocks, true);
+	cli_json_blocks(&j, r->blocks, r->nblocks, CLI_BLOCKS_COUNTED);
 	cli_json_rounds(&j, r->rounds, r->nrounds);
 	json_str(&j, "stop_reason", mrs_stop_reason_name(r->stop_reason));
 	json_double(&j, "downtime_seconds", cli_seconds(r->downtime_ns));

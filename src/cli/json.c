@@ -196,7 +196,7 @@ void cli_json_failure(const char *message, int code, int exit_code)
 	json_end(&j);
 }
 
-void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32_t n, bool counted)
+void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32_t n, unsigned how)
 {
 	if (!blocks) { /* the library ran out of memory for the list */
 		json_null(j, "blocks");
@@ -212,7 +212,7 @@ void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32
 		json_u64(j, "size_bytes", bi->size);
 		json_u64(j, "page_size_bytes", bi->page_size);
 		json_u64(j, "pages_total", bi->page_count);
-		if (counted) {
+		if (how & CLI_BLOCKS_COUNTED) {
 			json_u64(j, "pages_present", bi->pages_present);
 			json_u64(j, "pages_zero", bi->page_count - bi->pages_present);
 		} else {
@@ -222,6 +222,8 @@ void cli_json_blocks(struct json *j, const struct mrs_block_info *blocks, uint32
 		json_u64(j, "bitmap_offset", bi->bitmap_offset);
 		json_u64(j, "checksums_offset", bi->hashes_offset);
 		json_u64(j, "pages_offset", bi->pages_offset);
+		if (how & CLI_BLOCKS_RESTORED)
+			json_bool(j, "created", bi->created);
 		json_close_object(j);
 	}
 	json_close_array(j);

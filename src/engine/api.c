@@ -120,7 +120,6 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 	ret = mrs_engine_restore(path, targets, ntargets, &o, report ? &full : NULL, err);
 	if (report) {
 		mrs_report_out(report, &full, sizeof(full));
-		HAND_OVER(report, &full, struct mrs_restore_report, targets);
 		HAND_OVER(report, &full, struct mrs_restore_report, blocks);
 		mrs_engine_restore_report_free(&full);
 	}

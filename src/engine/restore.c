@@ -317,8 +317,11 @@ static void undo_targets(struct restore *r, struct mrs_error *err)
 		say_left(err, "%s", partly == 1 ? " was partly written" : " were partly written");
 }
 
-static int fill_report(struct restore *r, uint64_t start, struct mrs_restore_report *report,
-		       struct mrs_error *err)
+/*
+ * The report of a restore that succeeded. Running out of memory here costs
+ * only the block list (NULL), never the restore.
+ */
+static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_report *report)
 {
 	struct mrs_chan_stats st;
 	uint32_t n = r->img.meta.sb.block_count;
@@ -328,33 +331,22 @@ static int fill_report(struct restore *r, uint64_t start, struct mrs_restore_rep
 	report->channels = r->io.channels;
 	report->nblocks = n;
 	report->blocks = calloc(n, sizeof(*report->blocks));
-	report->targets = calloc(n, sizeof(*report->targets));
-	if (!report->blocks || !report->targets) {
-		mrs_engine_restore_report_free(report);
-		return mrs_err(err, -ENOMEM, "out of memory");
-	}
 	for (uint32_t b = 0; b < n; b++) {
-		struct mrs_restore_target *t = &report->targets[b];
+		struct mrs_block_info *bi = &report->blocks[b];
 
-		snprintf(t->name, sizeof(t->name), "%s", r->img.meta.blocks[b].name);
-		t->path = strdup(r->dst[b].path);
-		t->created = r->dst[b].created;
-		if (!t->path) {
-			mrs_engine_restore_report_free(report);
-			return mrs_err(err, -ENOMEM, "out of memory");
-		}
 		report->pages_total += r->img.meta.blocks[b].page_count;
-		mrs_block_to_info(&r->img.meta.blocks[b], &report->blocks[b]);
+		if (!report->blocks)
+			continue;
+		mrs_block_to_info(&r->img.meta.blocks[b], bi);
 		/* Where it went, not where it came from. */
-		snprintf(report->blocks[b].path, sizeof(report->blocks[b].path), "%s",
-			 r->dst[b].path);
+		snprintf(bi->path, sizeof(bi->path), "%s", r->dst[b].path);
+		bi->created = r->dst[b].created;
 	}
 	report->pages_read = st.pages_read;
 	report->bytes_read = st.bytes_read;
 	report->io_requests = st.requests;
 	report->io_resubmits = st.resubmits;
 	report->duration_ns = mrs_now_ns() - start;
-	return 0;
 }
 
 int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
@@ -390,7 +382,7 @@ int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned
 	if (!ret)
 		ret = flush_targets(&r, err);
 	if (!ret && report)
-		ret = fill_report(&r, start, report, err);
+		fill_report(&r, start, report);
 	mrs_chanset_close(r.cs); /* before the targets: channels may still write to them */
 	if (ret)
 		undo_targets(&r, err);
@@ -407,10 +399,6 @@ void mrs_engine_restore_report_free(struct mrs_restore_report *report)
 {
 	if (!report)
 		return;
-	for (uint32_t b = 0; report->targets && b < report->nblocks; b++)
-		free(report->targets[b].path);
-	free(report->targets);
-	report->targets = NULL;
 	free(report->blocks);
 	report->blocks = NULL;
 	report->nblocks = 0;

@@ -54,10 +54,10 @@ def failure(cmd, errno_name):
     assert d["error"]["errno_name"] == errno_name, d["error"]
     assert (d["error"]["errno"] is None) == (errno_name is None), d["error"]
 
-def blocks(n):
+def blocks(n, extra={}):
     assert len(d["blocks"]) == n, d["blocks"]
     for b in d["blocks"]:
-        shape(b, BLOCK, "block")
+        shape(b, {**BLOCK, **extra}, "block")
 
 def rounds(n):
     assert len(d["rounds"]) == n, d["rounds"]
@@ -77,7 +77,7 @@ SNAPSHOT='{"live": bool, "channels": int, "direct": bool, "blocks": list, "round
 INFO='{"format_version": int, "complete": bool, "live": bool, "created": str,
 	"created_unix_ns": int, "tool_version": str, "image_size_bytes": int,
 	"disk_usage_bytes": int, "blocks": list, "rounds": list}'
-RESTORE='{"channels": int, "verified": bool, "blocks": list, "targets": list, "pages_total": int,
+RESTORE='{"channels": int, "verified": bool, "blocks": list, "pages_total": int,
 	"pages_read": int, "read_bytes": int, "io_requests": int, "io_resubmits": int,
 	"duration_seconds": float}'
 VERIFY='{"channels": int, "pages_checked": int, "pages_bad": int, "read_bytes": int,
@@ -100,11 +100,12 @@ json_check "$T/info.json" $rc "doc('info', True, $INFO); blocks(1); rounds(1)
 snap = json.load(open('$T/snap.json'))
 assert d['blocks'] == snap['blocks'], (d['blocks'], snap['blocks'])
 assert d['rounds'][0]['pages_written'] == snap['rounds'][0]['pages_written']"
+rm -f "$T/a.out"
 run "$MRSNAP" restore --json --verify "$T/vm.img" --ram pc.ram="$T/a.out"
-json_check "$T/out" $rc "doc('restore', True, $RESTORE); blocks(1)
+json_check "$T/out" $rc "doc('restore', True, $RESTORE); blocks(1, {'created': bool})
 info = json.load(open('$T/info.json'))
-assert d['blocks'][0]['path'] == '$T/a.out'
-assert {**d['blocks'][0], 'path': None} == {**info['blocks'][0], 'path': None}
+assert d['blocks'][0]['path'] == '$T/a.out' and d['blocks'][0]['created'] is True
+assert {**d['blocks'][0], 'path': None, 'created': None} == {**info['blocks'][0], 'path': None, 'created': None}
 assert 0 < d['io_requests'] <= d['pages_read']"
 run "$MRSNAP" verify --json "$T/vm.img"
 json_check "$T/out" $rc "doc('verify', True, $VERIFY); assert d['bad_pages'] == []
