@@ -23,4 +23,8 @@ void mrs_engine_save_report_free(struct mrs_save_report *report);
 void mrs_engine_restore_report_free(struct mrs_restore_report *report);
 void mrs_engine_verify_report_free(struct mrs_verify_report *report);
 
+struct mrs_block_header;
+/* A block header as the public API describes it (info, and the reports). */
+void mrs_block_to_info(const struct mrs_block_header *bh, struct mrs_block_info *out);
+
 #endif

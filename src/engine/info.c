@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine.h"
 #include "error.h"
 #include "reader.h"
 

@@ -278,17 +278,6 @@ static int flush_targets(struct restore *r, struct mrs_error *err)
 	return 0;
 }
 
-/* Add to the message what a failed restore leaves behind. */
-static void say_left(struct mrs_error *err, const char *fmt, const char *path)
-{
-	size_t len;
-
-	if (!err)
-		return;
-	len = strlen(err->msg);
-	snprintf(err->msg + len, sizeof(err->msg) - len, fmt, path);
-}
-
 /*
  * After a failure (and once the channels are closed): remove the targets
  * that were created, name those that existed and were changed.
@@ -310,11 +299,11 @@ static void undo_targets(struct restore *r, struct mrs_error *err)
 
 		if (t->created || !t->changed)
 			continue;
-		say_left(err, i++ ? ", '%s'" : partly == 1 ? "; target '%s'" : "; targets '%s'",
-			 t->path);
+		mrs_err_suffix(err, i++ ? ", '%s'" : partly == 1 ? "; target '%s'" : "; targets '%s'",
+			       t->path);
 	}
 	if (partly)
-		say_left(err, "%s", partly == 1 ? " was partly written" : " were partly written");
+		mrs_err_suffix(err, "%s", partly == 1 ? " was partly written" : " were partly written");
 }
 
 /*

@@ -30,9 +30,6 @@ struct mrs_ram_map {
 	ino_t ino;
 };
 
-/* Check a block name for an image: 1..63 bytes, printable, no '=' or ','. */
-int mrs_ram_check_name(const char *name, struct mrs_error *err);
-
 /* Open a source read-only. spec->size 0: the size of the file or device. */
 int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struct mrs_error *err);
 

@@ -42,8 +42,5 @@ int mrs_image_reader_channels(struct mrs_image_reader *r, const struct mrs_io_op
 
 void mrs_image_reader_close(struct mrs_image_reader *r);
 
-/* A block header as the public API describes it (info, and the reports). */
-void mrs_block_to_info(const struct mrs_block_header *bh, struct mrs_block_info *out);
-
 /* -EPROTO and friends: the image is at fault, not the machine. */
 #endif
