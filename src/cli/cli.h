@@ -129,7 +129,6 @@ void json_null(struct json *j, const char *key);
 #define CLI_JSON_SCHEMA 1
 /* Before the command parses its options: note whether --json is among them. */
 void cli_json_setup(const char *command, int argc, char **argv);
-void cli_json_on(void);
 /* IMAGE, once the command line gave it. */
 void cli_json_set_image(const char *image);
 /* Start the document: schema, command, ok, image. Close it with json_end(). */

@@ -104,7 +104,6 @@ int cmd_info(int argc, char **argv)
 		switch (opt) {
 		case 'J':
 			json = true;
-			cli_json_on();
 			break;
 		case 'h':
 			fputs(usage, stdout);

@@ -233,8 +233,7 @@ int cli_common_option(const char *cmd, int opt, const char *arg, struct cli_comm
 		c->io.direct = 1;
 		return 1;
 	case CLI_OPT_JSON:
-		c->json = true;
-		cli_json_on();
+		c->json = true; /* the document was switched on by cli_json_setup */
 		return 1;
 	case 'q':
 		c->quiet = true;

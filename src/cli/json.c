@@ -144,11 +144,6 @@ void cli_json_setup(const char *command, int argc, char **argv)
 			doc.on = true;
 }
 
-void cli_json_on(void)
-{
-	doc.on = true;
-}
-
 void cli_json_set_image(const char *image)
 {
 	doc.image = image;

@@ -17,8 +17,8 @@ expect_no_image() {
 
 # The state letters of every thread of a process, e.g. "Z S".
 thread_states() {
-	for t in /proc/$1/task/*/stat; do
-		sed 's/.*) //' "$t" | cut -d' ' -f1
+	for t in /proc/$1/task/*; do
+		proc_state "$1/task/${t##*/}"
 	done | tr '\n' ' '
 }
 

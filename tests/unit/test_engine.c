@@ -23,7 +23,6 @@
 #include "helpers.h"
 #include "channel.h"
 #include "codec.h"
-#include "freeze.h"
 
 /* ---- the wrapped calls ---------------------------------------------------- */
 
@@ -413,10 +412,12 @@ static int freeze_nothing(void *ctx, struct mrs_error *err)
 	return 0;
 }
 
+/* A freezer that freezes nothing: the engines' freezing paths without a guest. */
+static const struct mrs_freezer_ops nothing = {sizeof(nothing), freeze_nothing, freeze_nothing,
+					       NULL};
+
 static void test_save_complete_is_last_and_synced(void **state)
 {
-	static const struct mrs_freezer_ops nothing = {sizeof(nothing), freeze_nothing, freeze_nothing,
-						       NULL};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
 	struct mrs_freezer *fz;
@@ -718,17 +719,10 @@ static void count_sync(void *ctx)
 	atomic_fetch_add((atomic_int *)ctx, 1);
 }
 
-static int no_op_freeze(void *ctx, struct mrs_error *err)
-{
-	return 0;
-}
-
 static void test_engines_sync_once_per_pass(void **state)
 {
 	static atomic_int syncs;
 	static const struct mrs_chan_hooks hooks = {.on_sync = count_sync, .ctx = &syncs};
-	static const struct mrs_freezer_ops ops = {
-	    .size = sizeof(ops), .freeze = no_op_freeze, .thaw = no_op_freeze};
 	struct fix *f = *state;
 	struct mrs_save_opts o = save_opts();
 	struct mrs_restore_opts ro = {.size = sizeof(ro), .io = &io3};
@@ -754,7 +748,7 @@ static void test_engines_sync_once_per_pass(void **state)
 	assert_int_equal(atomic_load(&syncs), 1);
 
 	/* Live: one sync per round, the final frozen one included. */
-	assert_int_equal(mrs_freezer_new(&fr, &ops, NULL, &err), 0);
+	assert_int_equal(mrs_freezer_new(&fr, &nothing, NULL, &err), 0);
 	o.live = 1;
 	o.max_rounds = 4;
 	o.freezers = &fr;
