@@ -18,7 +18,6 @@
 enum stage {
 	STAGE_IMAGE_WRITE, /* save: pages from a buffer to the image, through the ring */
 	STAGE_IMAGE_READ,  /* load, verify: pages from the image into a buffer, through the ring */
-	STAGE_TARGET_WRITE /* load: the buffer on to the block's file, by pwrite (mrs_chan_store) */
 };
 
 /* One request in flight: a run of contiguous pages of one block, in one buffer. */

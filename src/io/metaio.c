@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "error.h"
-#include <xxhash.h>
 
 #include "metaio.h"
 
@@ -112,7 +111,7 @@ int mrs_meta_write_tables(int fd, struct mrs_block_header *bh, const uint8_t *bi
 			  const uint64_t *hashes, struct mrs_error *err)
 {
 	uint8_t buf[HASH_CHUNK * MRS_HASH_SIZE];
-	XXH3_state_t *state;
+	struct mrs_hash_state *state;
 	uint64_t present = 0;
 	int ret = 0;
 
@@ -124,25 +123,23 @@ int mrs_meta_write_tables(int fd, struct mrs_block_header *bh, const uint8_t *bi
 	if (ret)
 		return ret;
 
-	state = XXH3_createState();
+	state = mrs_hash_begin();
 	if (!state)
 		return mrs_err(err, -ENOMEM, "out of memory");
-	XXH3_64bits_reset(state);
 	for (uint64_t first = 0; first < bh->page_count; first += HASH_CHUNK) {
 		uint64_t n =
 		    bh->page_count - first < HASH_CHUNK ? bh->page_count - first : HASH_CHUNK;
 
 		for (uint64_t i = 0; i < n; i++)
 			mrs_put_hash(buf + i * MRS_HASH_SIZE, hashes[first + i]);
-		XXH3_64bits_update(state, buf, n * MRS_HASH_SIZE);
+		mrs_hash_add(state, buf, n * MRS_HASH_SIZE);
 		ret =
 		    write_region(fd, buf, n * MRS_HASH_SIZE,
 				 bh->hashes_offset + first * MRS_HASH_SIZE, "checksum table", err);
 		if (ret)
 			break;
 	}
-	bh->hashes_checksum = XXH3_64bits_digest(state);
-	XXH3_freeState(state);
+	bh->hashes_checksum = mrs_hash_end(state);
 	return ret;
 }
 
@@ -272,8 +269,9 @@ static int read_hashes(int fd, const struct mrs_block_header *bh, const uint8_t 
 {
 	uint8_t buf[HASH_CHUNK * MRS_HASH_SIZE];
 	uint64_t *hashes = out ? malloc(bh->hashes_length) : NULL;
-	XXH3_state_t *state = XXH3_createState();
+	struct mrs_hash_state *state = mrs_hash_begin();
 	uint64_t absent = UINT64_MAX; /* the first absent page with a hash */
+	uint64_t sum;
 	int ret = 0;
 
 	if (out)
@@ -282,7 +280,6 @@ static int read_hashes(int fd, const struct mrs_block_header *bh, const uint8_t 
 		ret = mrs_err(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	XXH3_64bits_reset(state);
 	for (uint64_t first = 0; first < bh->page_count; first += HASH_CHUNK) {
 		uint64_t n =
 		    bh->page_count - first < HASH_CHUNK ? bh->page_count - first : HASH_CHUNK;
@@ -291,7 +288,7 @@ static int read_hashes(int fd, const struct mrs_block_header *bh, const uint8_t 
 				  bh->hashes_offset + first * MRS_HASH_SIZE, "checksum table", err);
 		if (ret)
 			goto out;
-		XXH3_64bits_update(state, buf, n * MRS_HASH_SIZE);
+		mrs_hash_add(state, buf, n * MRS_HASH_SIZE);
 		for (uint64_t i = 0; i < n; i++) {
 			uint64_t h = mrs_get_hash(buf + i * MRS_HASH_SIZE);
 
@@ -302,7 +299,9 @@ static int read_hashes(int fd, const struct mrs_block_header *bh, const uint8_t 
 		}
 	}
 	/* A damaged table is reported as such, before what its entries say. */
-	if (XXH3_64bits_digest(state) != bh->hashes_checksum)
+	sum = mrs_hash_end(state);
+	state = NULL;
+	if (sum != bh->hashes_checksum)
 		ret =
 		    mrs_err(err, -EPROTO, "block '%s': checksum table checksum mismatch", bh->name);
 	else if (absent != UINT64_MAX)
@@ -311,7 +310,8 @@ static int read_hashes(int fd, const struct mrs_block_header *bh, const uint8_t 
 			      " is absent but has a checksum in the table",
 			      bh->name, absent);
 out:
-	XXH3_freeState(state);
+	if (state)
+		mrs_hash_end(state); /* only to free it */
 	return ret;
 }
 

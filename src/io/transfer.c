@@ -17,6 +17,7 @@
 
 #include "channel_impl.h"
 #include "codec.h"
+#include "metaio.h"
 #include "policy.h"
 
 /* What building a request came to. */
@@ -139,25 +140,15 @@ void mrs_page_punch(const struct mrs_page_job *j, uint64_t page)
 static bool read_ram(struct channel *ch, const struct mrs_chan_block *b, uint8_t *buf, size_t len,
 		     uint64_t off)
 {
-	size_t got = 0;
+	ssize_t got = mrs_pread_all(b->fd, buf, len, off);
 
-	while (got < len) {
-		ssize_t r = pread(b->fd, buf + got, len - got, (off_t)(off + got));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			mrs_chan_fail(ch->set, r < 0 ? -errno : -ENODATA,
-				      "channel %u: read of RAM file '%s' at offset 0x%" PRIx64
-				      " (block '%s'): %s",
-				      ch->id, ram_path(b), off + got, b->name,
-				      r < 0 ? strerror(errno)
-					    : "the file is shorter than the block");
-			return false;
-		}
-		got += (size_t)r;
-	}
-	return true;
+	if (got == (ssize_t)len)
+		return true;
+	mrs_chan_fail(ch->set, got < 0 ? (int)got : -ENODATA,
+		      "channel %u: read of RAM file '%s' at offset 0x%" PRIx64 " (block '%s'): %s",
+		      ch->id, ram_path(b), off + (got < 0 ? 0 : (uint64_t)got), b->name,
+		      got < 0 ? strerror((int)-got) : "the file is shorter than the block");
+	return false;
 }
 
 /*
@@ -420,9 +411,10 @@ static void io_error(struct channel *ch, uint32_t block, bool write, bool ram, u
 			      (offset - b->pages_offset) / b->page_size, strerror(-res));
 }
 
+/* A request of the ring failed: the ring only moves image pages. */
 static void io_fail(struct channel *ch, const struct request *rq, int res)
 {
-	io_error(ch, rq->block, rq->io.write, rq->stage == STAGE_TARGET_WRITE, rq->io.offset, res);
+	io_error(ch, rq->block, rq->io.write, false, rq->io.offset, res);
 }
 
 /* The request is over, one way or another. */
@@ -441,38 +433,27 @@ void mrs_chan_drop(struct channel *ch, struct request *rq)
 	finish(ch, rq);
 }
 
+static bool piece_io(struct channel *ch, uint32_t block, bool write, bool ram, int fd, uint8_t *buf,
+		     uint32_t len, uint64_t off);
+
+/* Loaded bytes on to the block's file at off (the store lock is held); false if that failed the set. */
+static bool store(struct channel *ch, uint32_t block, uint8_t *buf, uint32_t len, uint64_t off)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[block];
+
+	if (b->mem) { /* hugetlbfs: no write(2), a mapping instead */
+		memcpy(b->mem + off, buf, len);
+		return true;
+	}
+	return piece_io(ch, block, true, true, b->fd, buf, len, off);
+}
+
 /* Write one loaded run to its block's file (the store lock is held). */
 static void write_pages(struct channel *ch, struct request *rq)
 {
-	const struct mrs_chan_block *b = &ch->set->blocks[rq->block];
-	const struct mrs_chan_hooks *hooks = ch->set->cfg.hooks;
-	uint64_t base = rq->first_page * b->page_size;
+	uint64_t base = rq->first_page * ch->set->blocks[rq->block].page_size;
 
-	rq->stage = STAGE_TARGET_WRITE;
-	if (b->mem) { /* hugetlbfs: no write(2), a mapping instead */
-		memcpy(b->mem + base, rq->buf, rq->len);
-		return;
-	}
-	for (rq->done = 0; rq->done < rq->len;) {
-		ssize_t n;
-
-		rq->io =
-		    (struct mrs_io){true, true, rq->block, base + rq->done, rq->len - rq->done};
-		if (hooks && hooks->before_submit)
-			hooks->before_submit(hooks->ctx, ch->id, &rq->io);
-		n = pwrite(b->fd, rq->buf + rq->done, rq->io.len, (off_t)rq->io.offset);
-		if (n < 0)
-			n = -errno;
-		if (hooks && hooks->on_complete)
-			n = hooks->on_complete(hooks->ctx, ch->id, &rq->io, (int)n);
-		if (n == -EINTR || n == -EAGAIN)
-			continue;
-		if (n <= 0) {
-			io_fail(ch, rq, n ? (int)n : -EIO);
-			return;
-		}
-		rq->done += (uint32_t)n;
-	}
+	store(ch, rq->block, rq->buf, rq->len, base);
 }
 
 /*
@@ -545,9 +526,11 @@ static bool piece_io(struct channel *ch, uint32_t block, bool write, bool ram, i
 			n = -errno;
 		if (hooks && hooks->on_complete)
 			n = hooks->on_complete(hooks->ctx, ch->id, &io, (int)n);
-		ch->stats.requests++;
+		if (!ram) /* the counters are of image I/O (mrsnap(1), I/O counters) */
+			ch->stats.requests++;
 		if (n == -EINTR || n == -EAGAIN) {
-			ch->stats.resubmits++;
+			if (!ram)
+				ch->stats.resubmits++;
 			continue;
 		}
 		if (n == 0)
@@ -643,14 +626,10 @@ static void write_large_page(struct channel *ch, uint8_t *buf)
 /* A loaded piece on to the block's file, under the block's store lock. */
 static bool store_piece(struct channel *ch, uint32_t block, uint8_t *buf, size_t len, uint64_t off)
 {
-	const struct mrs_chan_block *b = &ch->set->blocks[block];
-	bool ok = true;
+	bool ok;
 
 	pthread_mutex_lock(&ch->set->store_lock[block]);
-	if (b->mem)
-		memcpy(b->mem + off, buf, len);
-	else
-		ok = piece_io(ch, block, true, true, b->fd, buf, (uint32_t)len, off);
+	ok = store(ch, block, buf, (uint32_t)len, off);
 	pthread_mutex_unlock(&ch->set->store_lock[block]);
 	return ok;
 }
