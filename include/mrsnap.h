@@ -60,7 +60,8 @@ struct mrs_error {
 
 /*
  * Every options struct the caller passes in (mrs_io_opts, mrs_save_opts,
- * mrs_restore_opts, mrs_verify_opts, mrs_freezer_ops) and every report the
+ * mrs_restore_opts, mrs_verify_opts, mrs_freezer_ops, mrs_devstate_source,
+ * mrs_devstate_sink) and every report the
  * library fills in (mrs_save_report, mrs_restore_report, mrs_verify_report)
  * begins with size_t size: the sizeof the caller compiled it with. Set it
  * with the struct's _INIT macro, which zeroes every other field:
@@ -219,6 +220,66 @@ int mrs_freezer_thaw(struct mrs_freezer *f, struct mrs_error *err);
 void mrs_freezer_free(struct mrs_freezer *f);
 
 /* ------------------------------------------------------------------------ */
+/* Device state                                                             */
+
+/*
+ * Device state is what a VMM needs besides RAM to resume a guest (QEMU's
+ * migration stream without RAM: CPU registers, device models, small ROM
+ * blocks). An image may hold one device-state region: opaque bytes, of any
+ * length, with a checksum and a note of what produced them (mrsnap-image(5)).
+ * The library moves the bytes between the VMM and the image through one end
+ * of an AF_UNIX stream socketpair, never holding them whole in memory; the
+ * VMM is driven by the caller's ops (src/qemu/ does it for QEMU).
+ */
+struct mrs_devstate_source {
+	size_t size; /* sizeof(struct mrs_devstate_source): MRS_DEVSTATE_SOURCE_INIT */
+	/*
+	 * Called while the guest is still frozen, after the final round: make
+	 * the VMM start writing its device state into fd, and return without
+	 * waiting for it (the library reads fd meanwhile, so a start that waits
+	 * for the writes to end can deadlock). fd stays the library's: pass the
+	 * VMM a copy (SCM_RIGHTS, dup); the library closes its own once start
+	 * returns, and reads until the VMM closes its copy.
+	 */
+	int (*start)(void *ctx, int fd, struct mrs_error *err);
+	/*
+	 * Called after end of file with the bytes received: wait until the VMM
+	 * says whether the transfer succeeded, and return 0 only if it did.
+	 */
+	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
+	void *ctx;
+	const char *producer; /* recorded, up to 63 bytes: "QEMU 7.2.0"; may be NULL */
+	const char *machine;  /* recorded, up to 63 bytes: "pc-i440fx-7.2"; may be NULL */
+};
+#define MRS_DEVSTATE_SOURCE_INIT {.size = sizeof(struct mrs_devstate_source)}
+
+struct mrs_devstate_sink {
+	size_t size; /* sizeof(struct mrs_devstate_sink): MRS_DEVSTATE_SINK_INIT */
+	/*
+	 * Called after every block was loaded and synced, and the device state
+	 * was checked against its checksum: make the VMM start reading its
+	 * device state from fd, and return without waiting (same rules for fd
+	 * as a source's start). The library then writes the bytes, shuts its
+	 * end down, and calls finish.
+	 */
+	int (*start)(void *ctx, int fd, struct mrs_error *err);
+	/* Wait until the VMM says whether it loaded the state; 0 only if it did. */
+	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
+	void *ctx;
+};
+#define MRS_DEVSTATE_SINK_INIT {.size = sizeof(struct mrs_devstate_sink)}
+
+/* The device-state region of an image, as info describes it. */
+struct mrs_devstate_info {
+	int present; /* 0: the image holds RAM only; the fields below are 0 */
+	uint32_t reserved0;
+	uint64_t offset, length; /* of the region in the file */
+	uint64_t checksum;	 /* xxh3-64 of the region's bytes */
+	char producer[64];	 /* "QEMU 7.2.0", or "" */
+	char machine[64];	 /* "pc-i440fx-7.2", or "" */
+};
+
+/* ------------------------------------------------------------------------ */
 /* Snapshot                                                                 */
 
 struct mrs_save_opts {
@@ -261,6 +322,13 @@ struct mrs_save_opts {
 	 */
 	int leave_frozen;
 	int reserved0; /* zero: fills what would be tail padding */
+
+	/*
+	 * The VMM's device state, saved after the final round while the guest
+	 * is still frozen (so it belongs to the same instant as the RAM), into
+	 * the image's device-state region. NULL: RAM only. Needs a freezer.
+	 */
+	const struct mrs_devstate_source *devstate;
 };
 #define MRS_SAVE_OPTS_INIT {.size = sizeof(struct mrs_save_opts)}
 
@@ -309,6 +377,8 @@ struct mrs_save_report {
 	 * it took. 0 if not live.
 	 */
 	uint64_t estimated_downtime_ns;
+	uint64_t devstate_bytes; /* device state saved; 0 if none */
+	uint64_t devstate_ns;	 /* from the source's start to its finish (part of the downtime) */
 };
 #define MRS_SAVE_REPORT_INIT {.size = sizeof(struct mrs_save_report)}
 
@@ -352,6 +422,20 @@ struct mrs_restore_opts {
 	 * a recorded path that is a block device, or one file for two blocks.
 	 */
 	int force;
+	/*
+	 * Load the image's device state into a VMM after the RAM (NULL: RAM
+	 * only; the report says when the image held device state). A damaged
+	 * device state fails the restore before any target is changed.
+	 */
+	const struct mrs_devstate_sink *devstate;
+	/*
+	 * A VMM waiting for incoming state (QEMU -incoming): targets that this
+	 * process (and no other) maps are accepted, and a path /proc/PID/fd/N
+	 * of one of its descriptors (a memfd backend) is followed although it is
+	 * a symlink. 0: none.
+	 */
+	int vmm_pid;
+	int reserved0; /* zero: fills what would be tail padding */
 };
 #define MRS_RESTORE_OPTS_INIT {.size = sizeof(struct mrs_restore_opts)}
 
@@ -371,6 +455,10 @@ struct mrs_restore_report {
 	struct mrs_block_info *blocks;
 	uint64_t io_requests;  /* image I/O requests issued (see mrsnap(1)) */
 	uint64_t io_resubmits; /* of them, short or -EAGAIN transfers submitted again */
+	uint64_t devstate_bytes; /* device state loaded into the VMM; 0 if none */
+	/* The image holds device state and no sink was given: it was not loaded. */
+	int devstate_skipped;
+	int reserved0; /* zero: fills what would be tail padding */
 };
 #define MRS_RESTORE_REPORT_INIT {.size = sizeof(struct mrs_restore_report)}
 
@@ -471,6 +559,7 @@ struct mrs_image_info {
 	struct mrs_block_info *blocks;
 	uint32_t nrounds; /* 0 in an incomplete image */
 	struct mrs_round_info *rounds;
+	struct mrs_devstate_info devstate;
 };
 
 /*
