@@ -42,6 +42,16 @@ static const struct option options[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* One line on stderr: the image held more than RAM, and it was left out. */
+static void note_skipped(const char *image, const struct mrs_restore_report *r)
+{
+	if (r->devstate_skipped)
+		fprintf(stderr,
+			"mrsnap restore: note: '%s' also holds device state from %s, which was "
+			"not loaded (restore --qmp loads it into QEMU)\n",
+			image, r->devstate_producer[0] ? r->devstate_producer : "an unnamed VMM");
+}
+
 static void print_report(const char *image, const struct mrs_restore_report *r, bool verify,
 			 bool json)
 {
@@ -62,6 +72,12 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		jw_u64(&j, "io_requests", r->io_requests);
 		jw_u64(&j, "io_resubmits", r->io_resubmits);
 		jw_seconds(&j, "duration_seconds", s);
+		jw_object(&j, "devstate");
+		jw_bool(&j, "present", r->devstate_skipped || r->devstate_bytes);
+		jw_bool(&j, "loaded", r->devstate_bytes > 0);
+		if (r->devstate_skipped || r->devstate_bytes)
+			jw_str(&j, "producer", r->devstate_producer);
+		jw_close(&j);
 		jw_end(&j);
 		return;
 	}
@@ -135,6 +151,8 @@ int cmd_restore(int argc, char **argv)
 		return cli_report_failure(ret, &err, "");
 	if (c.json || !c.quiet)
 		print_report(argv[optind], &report, opts.verify, c.json);
+	if (!c.quiet)
+		note_skipped(argv[optind], &report);
 	mrs_restore_report_free(&report);
 	return EXIT_OK;
 usage:

@@ -423,6 +423,7 @@ static void test_restore_without_sink_skips(void **state)
 		fail_msg("restore: %s", err.msg);
 	assert_int_equal(rr.devstate_skipped, 1);
 	assert_int_equal(rr.devstate_bytes, 0);
+	assert_string_equal(rr.devstate_producer, "QEMU 7.2.0");
 	mrs_restore_report_free(&rr);
 }
 
