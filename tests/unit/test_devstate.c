@@ -717,6 +717,32 @@ static void test_region_overlap_rejected(void **state)
 	assert_msg_has(&err, "device-state region");
 }
 
+/*
+ * The source and sink are copied in by their size, like every options
+ * struct: one never initialised (size 0) is refused naming it, before any
+ * file or VMM is touched. Catches an api.c that hands the caller's struct
+ * to the engine as it is.
+ */
+static void test_structs_by_size(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_devstate_source src = source_for(&f->vmm);
+	struct mrs_devstate_sink sink = sink_for(&f->vmm);
+	struct mrs_save_opts o = save_opts(f, &src);
+	struct mrs_restore_opts ro = restore_opts(f, &sink);
+	struct mrs_error err = {0};
+
+	src.size = 0;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "mrs_devstate_source");
+	sink.size = 0;
+	assert_int_equal(mrs_restore(f->image, &f->to_target, 1, &ro, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "mrs_devstate_sink");
+	assert_int_equal(f->vmm.starts, 0);
+	assert_no_image(f);
+	assert_int_equal(access(f->target, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -728,6 +754,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sink_hangs_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_region_overlap_rejected, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_structs_by_size, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
