@@ -125,7 +125,7 @@ static int take_line(struct mrs_qmp *q, json_t **msg, const char *during, struct
 	json_error_t jerr;
 	char quoted[QUOTE_MAX + 1];
 
-	while ((nl = memchr(q->buf, '\n', q->len))) {
+	while (q->len && (nl = memchr(q->buf, '\n', q->len))) {
 		n = (size_t)(nl - q->buf);
 		if (n > MRS_QMP_MAX_MESSAGE)
 			break;
