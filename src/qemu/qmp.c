@@ -83,7 +83,8 @@ static int check_usable(const struct mrs_qmp *q, struct mrs_error *err)
 {
 	if (!q->broken.code)
 		return 0;
-	return mrs_err(err, q->broken.code, "the QMP connection is unusable after: %s",
+	return mrs_err(err, q->broken.code,
+		       "the QMP connection is unusable since an earlier failure: %s",
 		       q->broken.msg);
 }
 
@@ -570,6 +571,11 @@ void mrs_qmp_close(struct mrs_qmp *q)
 	free(q->buf);
 	free(q->package);
 	free(q);
+}
+
+void mrs_qmp_set_timeout(struct mrs_qmp *q, unsigned timeout_ms)
+{
+	q->timeout_ms = timeout_ms ? timeout_ms : MRS_QMP_TIMEOUT_MS;
 }
 
 const char *mrs_qmp_version(const struct mrs_qmp *q)

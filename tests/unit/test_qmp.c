@@ -186,7 +186,8 @@ static void test_timeout(void **state)
 	struct conn c;
 
 	(void)state;
-	open_pair(&c, steps, ARRAY_SIZE(steps), SHORT_MS);
+	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
+	mrs_qmp_set_timeout(c.q, SHORT_MS);
 	assert_int_equal(mrs_qmp_cmd(c.q, "query-migrate", NULL, NULL, &c.err), -ETIMEDOUT);
 	assert_msg_has(&c.err, "QEMU did not answer 'query-migrate' within 200 ms");
 	assert_int_equal(mrs_qmp_cmd(c.q, "cont", NULL, NULL, &c.err), -ETIMEDOUT);
@@ -286,7 +287,7 @@ static void test_events_queued(void **state)
 	json_t *data = NULL;
 
 	(void)state;
-	open_pair(&c, steps, ARRAY_SIZE(steps), SHORT_MS);
+	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
 	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
 	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, &data, &c.err), 0);
 	assert_string_equal(json_string_value(json_object_get(data, "reason")), "x");
@@ -294,7 +295,7 @@ static void test_events_queued(void **state)
 	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, &data, &c.err), 0);
 	assert_string_equal(json_string_value(json_object_get(data, "reason")), "y");
 	json_decref(data);
-	assert_int_equal(mrs_qmp_wait_event(c.q, "RESUME", 0, &data, &c.err), -ETIMEDOUT);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "RESUME", SHORT_MS, &data, &c.err), -ETIMEDOUT);
 	assert_null(data);
 	assert_msg_has(&c.err, "QEMU sent no event 'RESUME' within 200 ms");
 	assert_int_equal(mrs_qmp_cmd(c.q, "cont", NULL, NULL, &c.err), 0);
@@ -325,13 +326,13 @@ static void test_event_queue_bound(void **state)
 
 	(void)state;
 	snprintf(last, sizeof(last), "E%u", n - 1);
-	open_pair(&c, steps, 2, SHORT_MS);
+	open_pair(&c, steps, 2, 0);
 	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
 	assert_int_equal(mrs_qmp_wait_event(c.q, last, 0, &data, &c.err), 0);
 	assert_int_equal(json_integer_value(json_object_get(data, "n")), n - 1);
 	json_decref(data);
 	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
-	assert_int_equal(mrs_qmp_wait_event(c.q, "E5", 0, NULL, &c.err), -ETIMEDOUT);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E5", SHORT_MS, NULL, &c.err), -ETIMEDOUT);
 	close_pair(&c);
 	free(events);
 }
@@ -351,7 +352,7 @@ static void test_event_after_reply(void **state)
 	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
 	assert_int_equal(mrs_qmp_cmd(c.q, "migrate", NULL, NULL, &c.err), 0);
 	/* Reply and events came in one write: the client must keep what follows the reply. */
-	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", SHORT_MS, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, NULL, &c.err), 0);
 	close_pair(&c);
 }
 
