@@ -516,6 +516,20 @@ static int connect_when_ready(struct mrs_qmp **q, const char *sock, struct mrs_e
 	return rc;
 }
 
+/* The QEMU of test_real_qemu, killed by its teardown even when an assertion failed. */
+static pid_t real_qemu_pid;
+
+static int kill_real_qemu(void **state)
+{
+	(void)state;
+	if (real_qemu_pid > 0) {
+		kill(real_qemu_pid, SIGKILL);
+		waitpid(real_qemu_pid, NULL, 0);
+	}
+	real_qemu_pid = 0;
+	return 0;
+}
+
 /* The client against the real QEMU, when it is installed: its greeting's version is the one
  * query-version gives, query-status answers, a refusal quotes QEMU's text, getfd takes our
  * descriptor, the peer is QEMU's pid, and the SHUTDOWN event after quit is seen. Catches
@@ -546,10 +560,9 @@ static void test_real_qemu(void **state)
 			qmp_arg,
 			NULL};
 	assert_int_equal(posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ), 0);
+	real_qemu_pid = pid;
 	if (connect_when_ready(&q, sock, &err)) {
 		print_error("connect to QEMU: %s\n", err.msg);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
 		fail();
 	}
 	assert_int_equal(mrs_qmp_peer_pid(q), pid);
@@ -587,6 +600,7 @@ static void test_real_qemu(void **state)
 	assert_int_equal(mrs_qmp_wait_event(q, "SHUTDOWN", 0, NULL, &err), 0);
 	mrs_qmp_close(q);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	real_qemu_pid = 0;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	free(qmp_arg);
 	free(sock);
@@ -616,7 +630,7 @@ int main(void)
 	    cmocka_unit_test(test_peer_pid_and_path),
 	    cmocka_unit_test(test_no_greeting),
 	    cmocka_unit_test(test_fake_reports_mismatch),
-	    cmocka_unit_test(test_real_qemu),
+	    cmocka_unit_test_teardown(test_real_qemu, kill_real_qemu),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
