@@ -7,8 +7,13 @@
  * speed: no test asserts how long anything took.
  */
 #include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fake_qmp.h"
@@ -265,8 +270,9 @@ static void test_oversized_line(void **state)
 	free(big);
 }
 
-/* Catches events met while a command waits being lost or kept out of order, and wait_event not
- * dropping the events it skips (STOP must be gone once RESUME was taken). */
+/* Catches events met while a command waits being lost or taken out of order, and wait_event
+ * keeping the events it skips (RESUME, passed on the way to the second STOP, must be gone); a
+ * timed-out wait must leave the connection usable (no command was in flight). */
 static void test_events_queued(void **state)
 {
 	static const struct fake_qmp_step steps[] = {
@@ -285,14 +291,12 @@ static void test_events_queued(void **state)
 	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, &data, &c.err), 0);
 	assert_string_equal(json_string_value(json_object_get(data, "reason")), "x");
 	json_decref(data);
-	assert_int_equal(mrs_qmp_wait_event(c.q, "RESUME", 0, &data, &c.err), 0);
-	assert_null(data);
 	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, &data, &c.err), 0);
 	assert_string_equal(json_string_value(json_object_get(data, "reason")), "y");
 	json_decref(data);
-	/* The queue is empty now: nothing more comes, and a timed-out wait leaves it usable. */
-	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, NULL, &c.err), -ETIMEDOUT);
-	assert_msg_has(&c.err, "QEMU sent no event 'STOP' within 200 ms");
+	assert_int_equal(mrs_qmp_wait_event(c.q, "RESUME", 0, &data, &c.err), -ETIMEDOUT);
+	assert_null(data);
+	assert_msg_has(&c.err, "QEMU sent no event 'RESUME' within 200 ms");
 	assert_int_equal(mrs_qmp_cmd(c.q, "cont", NULL, NULL, &c.err), 0);
 	close_pair(&c);
 }
@@ -454,6 +458,140 @@ static void test_no_greeting(void **state)
 	fake_qmp_free(f);
 }
 
+/* The fake itself, which the QEMU driver's tests rely on: a command other than the script's
+ * is refused and reported by fake_qmp_finish, and so is a step never reached. */
+static void test_fake_reports_mismatch(void **state)
+{
+	static const struct fake_qmp_step steps[] = {{.cmd = "stop"}, {.cmd = "cont"}};
+	struct conn c;
+	const char *why;
+
+	(void)state;
+	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "cont", NULL, NULL, &c.err), -EREMOTEIO);
+	assert_msg_has(&c.err, "expected 'stop', got 'cont'");
+	mrs_qmp_close(c.q);
+	why = fake_qmp_finish(c.f);
+	assert_non_null(why);
+	assert_string_equal(why, "command 1: expected 'stop', got 'cont'");
+	fake_qmp_free(c.f);
+
+	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
+	mrs_qmp_close(c.q);
+	why = fake_qmp_finish(c.f);
+	assert_non_null(why);
+	assert_string_equal(why, "1 step(s) not reached, the first 'cont'");
+	fake_qmp_free(c.f);
+}
+
+/* Whether prog is an executable in $PATH. */
+static bool in_path(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char *copy = strdup(path ? path : "/usr/bin:/bin"), *dir, *save = NULL, *full;
+	bool found = false;
+
+	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		if (asprintf(&full, "%s/%s", dir, prog) < 0)
+			abort();
+		found = access(full, X_OK) == 0;
+		free(full);
+	}
+	free(copy);
+	return found;
+}
+
+/* QEMU's socket appears some time after it starts: try for up to 30 s (a bound, not a measure). */
+static int connect_when_ready(struct mrs_qmp **q, const char *sock, struct mrs_error *err)
+{
+	int rc = -ENOENT;
+
+	for (int i = 0; i < 1500 && (rc == -ENOENT || rc == -ECONNREFUSED); i++) {
+		rc = mrs_qmp_connect(q, sock, 0, err);
+		if (rc == -ENOENT || rc == -ECONNREFUSED)
+			nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+	}
+	return rc;
+}
+
+/* The client against the real QEMU, when it is installed: its greeting's version is the one
+ * query-version gives, query-status answers, a refusal quotes QEMU's text, getfd takes our
+ * descriptor, the peer is QEMU's pid, and the SHUTDOWN event after quit is seen. Catches
+ * whatever the fake gets wrong about QEMU. */
+static void test_real_qemu(void **state)
+{
+	char *dir = mrs_test_tmpdir(), *sock, *qmp_arg, vers[64];
+	struct mrs_error err = {0};
+	struct mrs_qmp *q = NULL;
+	json_t *ret = NULL, *v, *args;
+	pid_t pid;
+	int status, p[2];
+
+	(void)state;
+	if (!in_path("qemu-system-x86_64")) {
+		mrs_test_tmpdir_remove(dir);
+		skip(); /* says "SKIPPED": qemu-system-x86_64 is not installed */
+	}
+	assert_true(asprintf(&sock, "%s/qmp.sock", dir) > 0);
+	assert_true(asprintf(&qmp_arg, "unix:%s,server=on,wait=off", sock) > 0);
+	char *argv[] = {"qemu-system-x86_64",
+			"-nodefaults",
+			"-display",
+			"none",
+			"-machine",
+			"none",
+			"-qmp",
+			qmp_arg,
+			NULL};
+	assert_int_equal(posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ), 0);
+	if (connect_when_ready(&q, sock, &err)) {
+		print_error("connect to QEMU: %s\n", err.msg);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail();
+	}
+	assert_int_equal(mrs_qmp_peer_pid(q), pid);
+
+	assert_int_equal(mrs_qmp_cmd(q, "query-version", NULL, &ret, &err), 0);
+	v = json_object_get(ret, "qemu");
+	snprintf(vers, sizeof(vers), "%lld.%lld.%lld",
+		 (long long)json_integer_value(json_object_get(v, "major")),
+		 (long long)json_integer_value(json_object_get(v, "minor")),
+		 (long long)json_integer_value(json_object_get(v, "micro")));
+	assert_string_equal(mrs_qmp_version(q), vers);
+	assert_string_equal(mrs_qmp_package(q), json_string_value(json_object_get(ret, "package")));
+	json_decref(ret);
+
+	assert_int_equal(mrs_qmp_cmd(q, "query-status", NULL, &ret, &err), 0);
+	assert_non_null(json_string_value(json_object_get(ret, "status")));
+	json_decref(ret);
+
+	assert_int_equal(mrs_qmp_cmd(q, "no-such-command", NULL, NULL, &err), -EREMOTEIO);
+	assert_msg_has(&err, "QEMU refused 'no-such-command': The command no-such-command has not "
+			     "been found");
+
+	/* Without a descriptor getfd is refused; with one it is taken, and closefd finds it. */
+	args = json_pack("{s:s}", "fdname", "mrsnap-test");
+	assert_int_equal(mrs_qmp_cmd(q, "getfd", args, NULL, &err), -EREMOTEIO);
+	assert_msg_has(&err, "SCM_RIGHTS");
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(mrs_qmp_cmd_fd(q, "getfd", args, p[1], NULL, &err), 0);
+	assert_int_equal(mrs_qmp_cmd(q, "closefd", args, NULL, &err), 0);
+	close(p[0]);
+	close(p[1]);
+	json_decref(args);
+
+	assert_int_equal(mrs_qmp_cmd(q, "quit", NULL, NULL, &err), 0);
+	assert_int_equal(mrs_qmp_wait_event(q, "SHUTDOWN", 0, NULL, &err), 0);
+	mrs_qmp_close(q);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	free(qmp_arg);
+	free(sock);
+	mrs_test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -476,6 +614,8 @@ int main(void)
 	    cmocka_unit_test(test_args_not_object),
 	    cmocka_unit_test(test_peer_pid_and_path),
 	    cmocka_unit_test(test_no_greeting),
+	    cmocka_unit_test(test_fake_reports_mismatch),
+	    cmocka_unit_test(test_real_qemu),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
