@@ -105,7 +105,7 @@ void mrs_qemu_cancel_migration(struct mrs_qemu *q)
 int mrs_qemu_set_capabilities(struct mrs_qemu *q, struct mrs_error *err)
 {
 	json_t *args = json_pack("{s:[{s:s,s:b},{s:s,s:b}]}", "capabilities", "capability",
-				 "x-ignore-shared", 1, "capability", "events", 1);
+				 "x-ignore-shared", "state", 1, "capability", "events", "state", 1);
 	int ret;
 
 	if (!args)

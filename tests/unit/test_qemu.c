@@ -524,12 +524,12 @@ static void test_migrate_refused(void **state)
 	assert_int_equal(devstate_start(&e, &src, &fd), -EREMOTEIO);
 	assert_msg_has(&e.err, "cannot save QEMU's device state: QEMU refused 'migrate': Migration "
 			       "is disabled when VirtFS");
-	assert_true(fake_qmp_fd(e.f, 5) >= 0); /* getfd carried the descriptor */
+	assert_true(fake_qmp_fd(e.f, 6) >= 0); /* getfd carried the descriptor */
 	assert_string_equal(
-	    fake_qmp_args(e.f, 4),
+	    fake_qmp_args(e.f, 5),
 	    "{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true},"
 	    "{\"capability\":\"events\",\"state\":true}]}");
-	assert_string_equal(fake_qmp_args(e.f, 6), "{\"uri\":\"fd:mrsnap-devstate\"}");
+	assert_string_equal(fake_qmp_args(e.f, 7), "{\"uri\":\"fd:mrsnap-devstate\"}");
 	assert_int_equal(mrs_freezer_thaw(f, &e.err), 0);
 	mrs_freezer_free(f);
 	env_end(&e);
