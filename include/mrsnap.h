@@ -245,12 +245,20 @@ struct mrs_devstate_source {
 	/*
 	 * Called after end of file with the bytes received: wait until the VMM
 	 * says whether the transfer succeeded, and return 0 only if it did.
+	 * Not called when the transfer failed before end of file (cancelled,
+	 * MRS_DEVSTATE_IDLE_TIMEOUT_S without a byte, a write error): the
+	 * library has closed its end then, so the VMM's writes fail, and the
+	 * guest is thawed as after any failure. No bytes at all fail the
+	 * snapshot (-EPROTO) after finish.
 	 */
 	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
 	void *ctx;
-	const char *producer; /* recorded, up to 63 bytes: "QEMU 7.2.0"; may be NULL */
-	const char *machine;  /* recorded, up to 63 bytes: "pc-i440fx-7.2"; may be NULL */
+	/* Recorded; longer than 63 bytes is refused (-MRS_EUSAGE), not cut. */
+	const char *producer; /* "QEMU 7.2.0"; may be NULL */
+	const char *machine;  /* "pc-i440fx-7.2"; may be NULL */
 };
+/* The most seconds the library waits for the next byte of device state, either way. */
+#define MRS_DEVSTATE_IDLE_TIMEOUT_S 30
 #define MRS_DEVSTATE_SOURCE_INIT {.size = sizeof(struct mrs_devstate_source)}
 
 struct mrs_devstate_sink {
@@ -263,7 +271,11 @@ struct mrs_devstate_sink {
 	 * end down, and calls finish.
 	 */
 	int (*start)(void *ctx, int fd, struct mrs_error *err);
-	/* Wait until the VMM says whether it loaded the state; 0 only if it did. */
+	/*
+	 * Wait until the VMM says whether it loaded the state; 0 only if it
+	 * did. Not called when sending failed (the VMM stopped reading: -EPIPE;
+	 * cancelled; timed out).
+	 */
 	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
 	void *ctx;
 };
@@ -425,7 +437,10 @@ struct mrs_restore_opts {
 	/*
 	 * Load the image's device state into a VMM after the RAM (NULL: RAM
 	 * only; the report says when the image held device state). A damaged
-	 * device state fails the restore before any target is changed.
+	 * device state fails the restore (-EBADMSG) before any target is
+	 * changed, and so does an image without device state (-MRS_EUSAGE).
+	 * A failure while loading it leaves the RAM targets written, and the
+	 * message says so.
 	 */
 	const struct mrs_devstate_sink *devstate;
 	/*
@@ -519,12 +534,17 @@ struct mrs_verify_report {
 	struct mrs_bad_page_info *bad; /* pages_bad of them, by block and page */
 	uint64_t io_requests;	       /* image I/O requests issued (see mrsnap(1)) */
 	uint64_t io_resubmits;	       /* of them, short or -EAGAIN transfers submitted again */
+	uint64_t devstate_bytes;       /* device state checked against its checksum; 0 if none */
+	int devstate_bad;	       /* it did NOT match: verify fails with -EBADMSG */
+	int reserved0;		       /* zero: fills what would be tail padding */
 };
 #define MRS_VERIFY_REPORT_INIT {.size = sizeof(struct mrs_verify_report)}
 
 /*
- * Check every metadata checksum and every present page of the image.
- * Returns 0 when all matched, -EBADMSG when pages did not (listed in report),
+ * Check every metadata checksum, every present page of the image and its
+ * device state, if it has one.
+ * Returns 0 when all matched, -EBADMSG when pages (listed in report) or the
+ * device state (devstate_bad) did not,
  * another -errno when the image could not be checked (damaged metadata: -EPROTO).
  */
 int mrs_verify(const char *path, const struct mrs_verify_opts *opts,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devstate.h"
 #include "engine.h"
 #include "error.h"
 #include "reader.h"
@@ -31,6 +32,7 @@ struct restore {
 	struct mrs_ram_map *dst;
 	uint32_t nprobed; /* dst[0..nprobed) hold an open or probed target */
 	struct mrs_chanset *cs;
+	bool ram_done; /* every target was loaded and flushed */
 };
 
 /* The block names of the image, "pc.ram, vga.ram", for a message. */
@@ -272,6 +274,41 @@ static int check_space(struct restore *r, struct mrs_error *err)
 	return 0;
 }
 
+/*
+ * With a sink, the image must hold device state, and it must match its
+ * checksum: checked before any target changes, so a damaged one costs
+ * nothing. Without a sink it is not read (the report says it was skipped).
+ */
+static int check_devstate(struct restore *r, struct mrs_error *err)
+{
+	const struct mrs_stream_info *st = &r->img.meta.stream;
+	int ret;
+
+	if (!r->opts->devstate)
+		return 0;
+	ret = mrs_devstate_sink_check(r->opts->devstate, err);
+	if (ret)
+		return ret;
+	if (!st->has_device)
+		return mrs_err(err, -MRS_EUSAGE, "'%s' holds no device state to load (RAM only)",
+			       r->img.path);
+	ret = mrs_devstate_check(r->img.fd, &st->device, &r->io, err);
+	if (ret)
+		mrs_err_prefix(err, "'%s'", r->img.path);
+	if (ret == -EBADMSG)
+		mrs_err_suffix(err, "; nothing was written");
+	return ret;
+}
+
+/* The last step, after all RAM is in place: the VMM loads its device state. */
+static int load_devstate(struct restore *r, struct mrs_error *err)
+{
+	if (!r->opts->devstate)
+		return 0;
+	return mrs_devstate_load(r->opts->devstate, r->img.fd, &r->img.meta.stream.device, &r->io,
+				 err);
+}
+
 /* The first change to the outside world: targets created, sized, cleared. */
 static int prepare_targets(struct restore *r, struct mrs_error *err)
 {
@@ -378,6 +415,9 @@ static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_re
 	report->io_requests = st.requests;
 	report->io_resubmits = st.resubmits;
 	report->duration_ns = mrs_now_ns() - start;
+	if (r->img.meta.stream.has_device && r->opts->devstate)
+		report->devstate_bytes = r->img.meta.stream.device.length;
+	report->devstate_skipped = r->img.meta.stream.has_device && !r->opts->devstate;
 }
 
 int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
@@ -404,6 +444,8 @@ int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned
 	if (!ret)
 		ret = check_space(&r, err);
 	if (!ret)
+		ret = check_devstate(&r, err);
+	if (!ret)
 		ret = mrs_image_reader_channels(&r.img, &r.io, &r.cs, err);
 	/* Change: from here on a failure has to be undone or named. */
 	if (!ret)
@@ -412,10 +454,17 @@ int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned
 		ret = load(&r, err);
 	if (!ret)
 		ret = flush_targets(&r, err);
+	r.ram_done = !ret;
+	if (!ret)
+		ret = load_devstate(&r, err);
 	if (!ret && report)
 		fill_report(&r, start, report);
 	mrs_chanset_close(r.cs); /* before the targets: channels may still write to them */
-	if (ret)
+	/* The RAM is whole in its targets: say so, and keep them. */
+	if (ret && r.ram_done)
+		mrs_err_suffix(err,
+			       "; the RAM targets were written, the device state was not loaded");
+	else if (ret)
 		undo_targets(&r, err);
 	for (uint32_t b = 0; b < r.nprobed; b++)
 		mrs_ram_close(&r.dst[b]);
