@@ -52,16 +52,17 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		struct json j;
 
 		cli_json_begin_doc(&j, true);
-		json_u64(&j, "channels", r->channels);
-		json_bool(&j, "verified", verify);
-		cli_json_blocks(&j, r->blocks, r->nblocks, CLI_BLOCKS_COUNTED | CLI_BLOCKS_RESTORED);
-		json_u64(&j, "pages_total", r->pages_total);
-		json_u64(&j, "pages_read", r->pages_read);
-		json_u64(&j, "read_bytes", r->bytes_read);
-		json_u64(&j, "io_requests", r->io_requests);
-		json_u64(&j, "io_resubmits", r->io_resubmits);
-		json_double(&j, "duration_seconds", s);
-		json_end(&j);
+		jw_u64(&j, "channels", r->channels);
+		jw_bool(&j, "verified", verify);
+		cli_json_blocks(&j, r->blocks, r->nblocks,
+				CLI_BLOCKS_COUNTED | CLI_BLOCKS_RESTORED);
+		jw_u64(&j, "pages_total", r->pages_total);
+		jw_u64(&j, "pages_read", r->pages_read);
+		jw_u64(&j, "read_bytes", r->bytes_read);
+		jw_u64(&j, "io_requests", r->io_requests);
+		jw_u64(&j, "io_resubmits", r->io_resubmits);
+		jw_seconds(&j, "duration_seconds", s);
+		jw_end(&j);
 		return;
 	}
 	cli_fmt_bytes(bytes, sizeof(bytes), r->bytes_read);

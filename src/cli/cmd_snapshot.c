@@ -217,25 +217,25 @@ static void print_json(const struct args *a, const struct mrs_save_report *r,
 	cli_json_begin_doc(&j, !err);
 	if (err)
 		cli_json_error(&j, err->msg, err->code, EXIT_NOT_DURABLE);
-	json_bool(&j, "live", a->opts.live);
-	json_u64(&j, "channels", r->channels);
-	json_bool(&j, "direct", a->c.io.direct);
+	jw_bool(&j, "live", a->opts.live);
+	jw_u64(&j, "channels", r->channels);
+	jw_bool(&j, "direct", a->c.io.direct);
 	cli_json_blocks(&j, r->blocks, r->nblocks, CLI_BLOCKS_COUNTED);
 	cli_json_rounds(&j, r->rounds, r->nrounds);
-	json_str(&j, "stop_reason", mrs_stop_reason_name(r->stop_reason));
-	json_double(&j, "downtime_seconds", cli_seconds(r->downtime_ns));
-	json_double(&j, "estimated_downtime_seconds", cli_seconds(r->estimated_downtime_ns));
-	json_u64(&j, "pages_total", r->pages_total);
-	json_u64(&j, "pages_present", r->pages_present);
-	json_u64(&j, "pages_zero", r->pages_total - r->pages_present);
-	json_u64(&j, "pages_skipped", r->pages_skipped);
-	json_u64(&j, "written_bytes", r->bytes_written);
-	json_u64(&j, "io_requests", r->io_requests);
-	json_u64(&j, "io_resubmits", r->io_resubmits);
-	json_u64(&j, "image_size_bytes", r->image_size);
-	json_u64(&j, "stale_temporary_files_removed", r->stale_removed);
-	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));
-	json_end(&j);
+	jw_str(&j, "stop_reason", mrs_stop_reason_name(r->stop_reason));
+	jw_seconds(&j, "downtime_seconds", cli_seconds(r->downtime_ns));
+	jw_seconds(&j, "estimated_downtime_seconds", cli_seconds(r->estimated_downtime_ns));
+	jw_u64(&j, "pages_total", r->pages_total);
+	jw_u64(&j, "pages_present", r->pages_present);
+	jw_u64(&j, "pages_zero", r->pages_total - r->pages_present);
+	jw_u64(&j, "pages_skipped", r->pages_skipped);
+	jw_u64(&j, "written_bytes", r->bytes_written);
+	jw_u64(&j, "io_requests", r->io_requests);
+	jw_u64(&j, "io_resubmits", r->io_resubmits);
+	jw_u64(&j, "image_size_bytes", r->image_size);
+	jw_u64(&j, "stale_temporary_files_removed", r->stale_removed);
+	jw_seconds(&j, "duration_seconds", cli_seconds(r->duration_ns));
+	jw_end(&j);
 }
 
 static void print_summary(const struct args *a, const struct mrs_save_report *r)
