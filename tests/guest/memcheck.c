@@ -1,0 +1,170 @@
+/* The init of the end-to-end tests' Linux guest (tests/qemu/e2e.sh): it
+ * keeps rewriting a large buffer and checks every page of it against its own
+ * record, printing one line a pass on the serial console:
+ *
+ *   memcheck ready 40960 pages
+ *   memcheck pass 17 ok 40960
+ *   memcheck pass 18 BAD old 120 new 3 of 40960
+ *
+ * Built static (gcc -static, glibc's libc.a from libc6-dev) and packed alone
+ * into an initramfs as /init. The buffer's size comes from the kernel command
+ * line: the kernel hands unknown key=value parameters to init's environment
+ * (memcheck_mb=160; default 64).
+ *
+ * A pass has two halves. First, page by page: check the page against what
+ * the previous pass left (its record names that pass, its words are what that
+ * pass writes there, its checksum matches: "old"), rewrite it with content
+ * derived from (pass, page), then write its record (the pass and the
+ * checksum of what was written). Then check every page against this pass
+ * ("new"). So every page is checked once a pass, wherever in the pass the
+ * guest is when it resumes: the pages ahead of the restored position before
+ * they are rewritten, the ones behind it after.
+ *
+ * Why RAM copied while the guest ran is caught, restored under the CPU state
+ * of a later moment: a page of the buffer copied a whole pass before that
+ * moment holds content from an older pass than the one the CPU goes on with,
+ * and its record (wherever it was copied from) either names that older pass
+ * or has the newer checksum: either way its next check fails. A page whose
+ * content and record were copied on either side of its rewrite fails too.
+ * A restore that is exactly the state of one moment passes every check, even
+ * when it lands in the middle of a pass or of a page. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PAGE  4096u
+#define WORDS (PAGE / sizeof(uint64_t))
+
+struct record {
+	uint64_t pass;
+	uint64_t sum;
+};
+
+static int console = 2;
+
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+	char line[160];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+
+	if (n > 0 && write(console, line, (size_t)n) < 0)
+		_exit(1);
+}
+
+/* Where the serial console is: devtmpfs gives /dev/ttyS0; /dev/console is the
+ * kernel's console= device. */
+static void open_console(void)
+{
+	int fd;
+
+	mkdir("/dev", 0755);
+	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
+	fd = open("/dev/ttyS0", O_WRONLY | O_NOCTTY);
+	if (fd < 0)
+		fd = open("/dev/console", O_WRONLY | O_NOCTTY);
+	if (fd >= 0)
+		console = fd;
+}
+
+/* The first word of a page in a pass: distinct for every (pass, page), so a
+ * page from another pass or another place never matches. */
+static uint64_t page_seed(uint64_t pass, uint64_t page)
+{
+	uint64_t x = (pass << 32 ^ page) * 0x9e3779b97f4a7c15ull;
+
+	return x ^ x >> 29;
+}
+
+/* Fill one page for this pass and return the checksum of what was written. */
+static uint64_t write_page(uint64_t *p, uint64_t seed)
+{
+	uint64_t sum = 0;
+
+	for (unsigned w = 0; w < WORDS; w++) {
+		uint64_t v = seed + w * 0xbf58476d1ce4e5b9ull;
+
+		p[w] = v;
+		sum = (sum ^ v) * 0x100000001b3ull;
+	}
+	return sum;
+}
+
+/* Whether a page holds what this pass wrote and what its record says. */
+static int page_good(const uint64_t *p, const struct record *r, uint64_t pass, uint64_t seed)
+{
+	uint64_t sum = 0;
+	int same = 1;
+
+	for (unsigned w = 0; w < WORDS; w++) {
+		uint64_t v = p[w];
+
+		same &= v == seed + w * 0xbf58476d1ce4e5b9ull;
+		sum = (sum ^ v) * 0x100000001b3ull;
+	}
+	return same && r->pass == pass && r->sum == sum;
+}
+
+static unsigned long buffer_mb(void)
+{
+	const char *s = getenv("memcheck_mb");
+	unsigned long mb = s ? strtoul(s, NULL, 10) : 0;
+
+	return mb ? mb : 64;
+}
+
+int main(void)
+{
+	unsigned long mb, pages;
+	uint64_t *buf;
+	struct record *rec;
+
+	open_console();
+	mb = buffer_mb();
+	pages = mb * (1024 * 1024 / PAGE);
+	buf = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	rec = calloc(pages, sizeof(*rec));
+	if (buf == MAP_FAILED || !rec) {
+		say("memcheck cannot allocate %lu MiB\n", mb);
+		for (;;)
+			pause();
+	}
+	say("memcheck ready %lu pages\n", pages);
+	for (uint64_t pass = 1;; pass++) {
+		unsigned long bad_old = 0, bad_new = 0;
+
+		for (unsigned long i = 0; i < pages; i++) {
+			uint64_t *page = buf + i * WORDS;
+			uint64_t sum;
+
+			/* Pass 1 finds the buffer as the kernel gave it. */
+			if (pass > 1)
+				bad_old +=
+				    !page_good(page, &rec[i], pass - 1, page_seed(pass - 1, i));
+			sum = write_page(page, page_seed(pass, i));
+			/* The record after its page: a copy that has the new
+			 * record has the new page only if it was consistent. */
+			__atomic_store_n(&rec[i].sum, sum, __ATOMIC_RELEASE);
+			__atomic_store_n(&rec[i].pass, pass, __ATOMIC_RELEASE);
+		}
+		for (unsigned long i = 0; i < pages; i++)
+			bad_new += !page_good(buf + i * WORDS, &rec[i], pass, page_seed(pass, i));
+		if (bad_old || bad_new)
+			say("memcheck pass %llu BAD old %lu new %lu of %lu\n",
+			    (unsigned long long)pass, bad_old, bad_new, pages);
+		else
+			say("memcheck pass %llu ok %lu\n", (unsigned long long)pass, pages);
+	}
+}
