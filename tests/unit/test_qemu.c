@@ -93,6 +93,9 @@ static void env_end(struct env *e)
 {
 	mrs_qemu_close(e->q);
 	check_finished(e->f);
+	/* A server no client reached would wait for one forever: fail instead. */
+	if (e->f2)
+		assert_true(fake_qmp_count(e->f2) > 0);
 	if (e->f2)
 		check_finished(e->f2);
 }
@@ -664,6 +667,120 @@ static void test_devstate_finish(void **state)
 		     NULL);
 }
 
+/* A process standing in for a VMM: it maps a memfd of size bytes and waits. */
+struct vmm {
+	pid_t pid;
+	int fd;	  /* the memfd's number in the child */
+	int hold; /* closing it ends the child */
+	char path[64];
+};
+
+static void vmm_start(struct vmm *v, uint64_t size, const char *file)
+{
+	int ready[2], hold[2];
+	char c;
+
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(hold), 0);
+	v->pid = fork();
+	assert_true(v->pid >= 0);
+	if (v->pid == 0) {
+		int fd = file ? open(file, O_RDWR) : make_memfd(size);
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+		if (p == MAP_FAILED || write(ready[1], &fd, sizeof(fd)) != sizeof(fd))
+			_exit(1);
+		close(hold[1]);
+		while (read(hold[0], &c, 1) > 0)
+			;
+		_exit(0);
+	}
+	close(hold[0]);
+	close(ready[1]);
+	assert_int_equal(read(ready[0], &v->fd, sizeof(v->fd)), sizeof(v->fd));
+	close(ready[0]);
+	v->hold = hold[1];
+	snprintf(v->path, sizeof(v->path), "/proc/%d/fd/%d", v->pid, v->fd);
+}
+
+static void vmm_stop(struct vmm *v)
+{
+	int status;
+
+	close(v->hold);
+	assert_int_equal(waitpid(v->pid, &status, 0), v->pid);
+}
+
+/* Restore block pc.ram of image into path for a VMM of pid vmm. */
+static int restore_into(const char *image, const char *path, int vmm, struct mrs_error *err)
+{
+	struct mrs_restore_opts o = MRS_RESTORE_OPTS_INIT;
+	struct mrs_ram t = {.name = "pc.ram", .path = path};
+
+	o.vmm_pid = vmm;
+	return mrs_restore(image, &t, 1, &o, NULL, err);
+}
+
+/*
+ * Catches the restore engine's rules for a VMM waiting for incoming state
+ * (mrs_restore_opts.vmm_pid) being too loose or too strict: its own memfd,
+ * /proc/PID/fd/N, is a symlink followed only for that pid; a file it maps is
+ * accepted only if no other process maps it, and never resized under it;
+ * and the pages land in the VMM's memory.
+ */
+static void test_restore_into_vmm(void **state)
+{
+	char *dir = mrs_test_tmpdir(), ram[512], image[512], shared[512];
+	uint8_t *data = malloc(MIB), *back = malloc(MIB);
+	struct mrs_ram src = {.name = "pc.ram", .path = ram};
+	struct mrs_error err = {0};
+	struct vmm v, big, other;
+	int fd;
+
+	(void)state;
+	if (!mrs_test_have_io_uring())
+		skip();
+	snprintf(ram, sizeof(ram), "%s/guest.ram", dir);
+	snprintf(image, sizeof(image), "%s/vm.img", dir);
+	snprintf(shared, sizeof(shared), "%s/shared.ram", dir);
+	mrs_test_fill(data, MIB, 7);
+	fd = open(ram, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(write(fd, data, MIB), MIB);
+	close(fd);
+	assert_int_equal(mrs_save(image, &src, 1, NULL, NULL, &err), 0);
+
+	vmm_start(&v, MIB, NULL);
+	assert_int_equal(restore_into(image, v.path, 0, &err), -ELOOP);
+	assert_msg_has(&err, "symbolic link");
+	assert_int_equal(restore_into(image, v.path, getpid(), &err), -ELOOP);
+	assert_int_equal(restore_into(image, v.path, v.pid, &err), 0);
+	fd = open(v.path, O_RDONLY);
+	assert_int_equal(pread(fd, back, MIB, 0), MIB);
+	close(fd);
+	assert_memory_equal(back, data, MIB);
+	vmm_stop(&v);
+
+	vmm_start(&big, 2 * MIB, NULL);
+	assert_int_equal(restore_into(image, big.path, big.pid, &err), -EINVAL);
+	assert_msg_has(&err, "would lose its memory if it were resized");
+	vmm_stop(&big);
+
+	/* A file the VMM maps, and so does another process. */
+	fd = open(shared, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(ftruncate(fd, MIB), 0);
+	close(fd);
+	vmm_start(&v, MIB, shared);
+	assert_int_equal(restore_into(image, shared, v.pid, &err), 0);
+	vmm_start(&other, MIB, shared);
+	assert_int_equal(restore_into(image, shared, v.pid, &err), -EBUSY);
+	assert_msg_has(&err, "not only by the VMM");
+	vmm_stop(&other);
+	vmm_stop(&v);
+	free(data);
+	free(back);
+	mrs_test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -677,6 +794,7 @@ int main(void)
 	    cmocka_unit_test(test_close_mid_command),
 	    cmocka_unit_test(test_timeout),
 	    cmocka_unit_test(test_devstate_finish),
+	    cmocka_unit_test(test_restore_into_vmm),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
