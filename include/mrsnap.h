@@ -445,9 +445,10 @@ struct mrs_restore_opts {
 	const struct mrs_devstate_sink *devstate;
 	/*
 	 * A VMM waiting for incoming state (QEMU -incoming): targets that this
-	 * process (and no other) maps are accepted, and a path /proc/PID/fd/N
-	 * of one of its descriptors (a memfd backend) is followed although it is
-	 * a symlink. 0: none.
+	 * process (and no other) maps are accepted, if they have their block's
+	 * size (resizing memory the VMM maps would cost it its pages), and a
+	 * path /proc/PID/fd/N of one of its descriptors (a memfd backend) given
+	 * in targets is followed although it is a symlink. 0: none.
 	 */
 	int vmm_pid;
 	int reserved0; /* zero: fills what would be tail padding */
