@@ -31,14 +31,18 @@ static int start_migration(struct mrs_qemu *q, const char *cmd, int fd, struct m
 	if (!ret)
 		ret = mrs_qmp_cmd_fd(q->qmp, "getfd", name, fd, NULL, err);
 	if (!ret) {
+		/*
+		 * Started unless QEMU said no: a migrate whose answer was lost
+		 * (timeout, closed socket) may run, and is cancelled before cont.
+		 */
+		q->migration_started = true;
+		q->migration_ended = false;
 		ret = mrs_qemu_cmd(q, cmd, uri, NULL, err);
+		if (ret == -EREMOTEIO)
+			q->migration_started = false;
 		/* Not left with QEMU: its copy would keep our end from ever seeing EOF. */
 		if (ret)
 			mrs_qemu_cmd(q, "closefd", name, NULL, NULL);
-	}
-	if (!ret) {
-		q->migration_started = true;
-		q->migration_ended = false;
 	}
 	json_decref(name);
 	json_decref(uri);

@@ -97,8 +97,8 @@ int mrs_qemu_resume(struct mrs_qemu *q, struct mrs_error *err)
 
 void mrs_qemu_cancel_migration(struct mrs_qemu *q)
 {
-	if (q->migration_started && !q->migration_ended && q->qmp)
-		mrs_qemu_cmd(q, "migrate_cancel", NULL, NULL, NULL);
+	if (q->migration_started && !q->migration_ended)
+		mrs_qemu_cmd_again(q, "migrate_cancel", NULL, NULL, NULL);
 	q->migration_ended = true;
 }
 

@@ -75,7 +75,10 @@ int mrs_qemu_read_backends(struct mrs_qemu *q, struct mrs_error *err);
 /* The migration capabilities mrsnap needs: x-ignore-shared and events. */
 int mrs_qemu_set_capabilities(struct mrs_qemu *q, struct mrs_error *err);
 
-/* Best effort, after a failure: a migration mrsnap started is cancelled. */
+/*
+ * Best effort, after a failure: a migration mrsnap started (or sent and had
+ * no answer for) is cancelled, through a new connection if need be.
+ */
 void mrs_qemu_cancel_migration(struct mrs_qemu *q);
 
 #endif

@@ -545,7 +545,8 @@ static void test_migrate_refused(void **state)
  * Catches a guest left stopped when the QMP connection broke after stop
  * (QEMU closed it mid-command, or stopped answering: that connection takes
  * no more commands): thaw reaches QEMU again on a new connection and sends
- * cont there, and a migration mrsnap started is cancelled first.
+ * cont there, and the migration whose answer was lost (it may run) is
+ * cancelled first.
  */
 static void broken_then_cont(enum fake_qmp_action action, unsigned ms, int code, const char *needle)
 {
@@ -559,6 +560,7 @@ static void broken_then_cont(enum fake_qmp_action action, unsigned ms, int code,
 	    {.cmd = "migrate", .action = action},
 	};
 	static const struct fake_qmp_step second[] = {
+	    {.cmd = "migrate_cancel"},
 	    {.cmd = "cont"},
 	};
 	struct mrs_devstate_source src;
