@@ -296,13 +296,45 @@ static int unlinked_file_path(const struct mrs_qemu *q, const struct mrs_qemu_ba
 	return ret;
 }
 
-static int backend_path(const struct mrs_qemu *q, const struct mrs_qemu_backend *b,
-			const bool *given, char **path, struct mrs_error *err)
+/*
+ * A relative mem-path is QEMU's, from QEMU's working directory: made
+ * absolute with it (/proc/PID/cwd), never taken from ours.
+ */
+static int absolute_mem_path(const struct mrs_qemu *q, struct mrs_qemu_backend *b,
+			     struct mrs_error *err)
+{
+	char link[64], cwd[4096], *abs;
+	ssize_t n;
+
+	if (b->mem_path[0] == '/')
+		return 0;
+	snprintf(link, sizeof(link), "/proc/%d/cwd", q->pid);
+	n = q->pid > 0 ? readlink(link, cwd, sizeof(cwd) - 1) : -1;
+	if (n <= 0)
+		return mrs_err(
+		    err, -ENOENT,
+		    "memory backend '%s': its mem-path '%s' is relative, and QEMU's "
+		    "working directory cannot be read; give the block with --ram %s=PATH",
+		    b->id, b->mem_path, b->id);
+	cwd[n] = '\0';
+	if (asprintf(&abs, "%s/%s", cwd, b->mem_path) < 0)
+		return mrs_err(err, -ENOMEM, "out of memory");
+	free(b->mem_path);
+	b->mem_path = abs;
+	return 0;
+}
+
+static int backend_path(const struct mrs_qemu *q, struct mrs_qemu_backend *b, const bool *given,
+			char **path, struct mrs_error *err)
 {
 	struct stat st;
+	int ret;
 
 	if (!b->mem_path)
 		return memfd_path(q, b, given, path, err);
+	ret = absolute_mem_path(q, b, err);
+	if (ret)
+		return ret;
 	if (stat(b->mem_path, &st) == 0 && S_ISDIR(st.st_mode))
 		return unlinked_file_path(q, b, path, err);
 	*path = strdup(b->mem_path);
@@ -332,8 +364,8 @@ static const struct mrs_ram *given_named(const struct mrs_ram *given, unsigned n
 	return NULL;
 }
 
-static int backend_block(struct mrs_qemu *q, const struct mrs_qemu_backend *b,
-			 const struct mrs_ram *g, const bool *given, struct mrs_error *err)
+static int backend_block(struct mrs_qemu *q, struct mrs_qemu_backend *b, const struct mrs_ram *g,
+			 const bool *given, struct mrs_error *err)
 {
 	char *path = NULL;
 	int ret = check_reachable(b, err);

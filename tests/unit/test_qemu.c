@@ -217,6 +217,36 @@ static void test_backends_file_and_memfd(void **state)
 	free(other);
 }
 
+/*
+ * Catches a relative mem-path taken from mrsnap's working directory: it is
+ * QEMU's (here this process's, as the fake's peer), from QEMU's.
+ */
+static void test_relative_mem_path(void **state)
+{
+	static const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    {.cmd = "qom-list",
+	     .ret = "[{\"name\": \"pc.ram\", \"type\": \"child<memory-backend-file>\"}]"},
+	    {.cmd = "qom-get", .ret = "\"memory-backend-file\""},
+	    {.cmd = "qom-get", .ret = "1048576"},
+	    {.cmd = "qom-get", .ret = "true"},
+	    {.cmd = "qom-get", .ret = "\"vm/guest.ram\""},
+	};
+	char cwd[4096], want[4200];
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct env e;
+
+	(void)state;
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(want, sizeof(want), "%s/vm/guest.ram", cwd);
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), 0);
+	assert_string_equal(ram[0].path, want);
+	env_end(&e);
+	env_free(&e);
+}
+
 /* The backends of a script: one of type and share given, 1 MiB, and a mem-path if a file. */
 static void refused_backend(const char *type, const char *share, const char *needle)
 {
@@ -787,6 +817,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_backends_file_and_memfd),
+	    cmocka_unit_test(test_relative_mem_path),
 	    cmocka_unit_test(test_backend_not_shared),
 	    cmocka_unit_test(test_memfd_ambiguous),
 	    cmocka_unit_test(test_incoming_checks),
