@@ -83,7 +83,8 @@ static int check_usable(const struct mrs_qmp *q, struct mrs_error *err)
 {
 	if (!q->broken.code)
 		return 0;
-	return mrs_err(err, q->broken.code, "the QMP connection is unusable after: %s",
+	return mrs_err(err, q->broken.code,
+		       "the QMP connection is unusable since an earlier failure: %s",
 		       q->broken.msg);
 }
 
@@ -125,7 +126,7 @@ static int take_line(struct mrs_qmp *q, json_t **msg, const char *during, struct
 	json_error_t jerr;
 	char quoted[QUOTE_MAX + 1];
 
-	while ((nl = memchr(q->buf, '\n', q->len))) {
+	while (q->len && (nl = memchr(q->buf, '\n', q->len))) {
 		n = (size_t)(nl - q->buf);
 		if (n > MRS_QMP_MAX_MESSAGE)
 			break;
@@ -488,7 +489,7 @@ static int greet(struct mrs_qmp *q, struct mrs_error *err)
 	}
 	if (rc)
 		return mark_broken(q, err, rc);
-	return mrs_qmp_cmd(q, "qmp_capabilities", NULL, NULL, err);
+	return 0;
 }
 
 static pid_t peer_pid_of(int fd)
@@ -570,6 +571,11 @@ void mrs_qmp_close(struct mrs_qmp *q)
 	free(q->buf);
 	free(q->package);
 	free(q);
+}
+
+void mrs_qmp_set_timeout(struct mrs_qmp *q, unsigned timeout_ms)
+{
+	q->timeout_ms = timeout_ms ? timeout_ms : MRS_QMP_TIMEOUT_MS;
 }
 
 const char *mrs_qmp_version(const struct mrs_qmp *q)

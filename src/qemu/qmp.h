@@ -2,6 +2,8 @@
 /*
  * A QMP client: one connection to a QEMU monitor socket, on jansson.
  *
+ * QEMU writes one JSON object a line, as its monitors do by default (a
+ * monitor with pretty=on spreads them over lines: not supported, -EPROTO).
  * The connection is synchronous: a command is sent and its reply awaited
  * (with the connection's timeout); events that arrive meanwhile are queued,
  * to be taken with mrs_qmp_wait_event() or dropped. Nothing here knows what a
@@ -48,6 +50,8 @@ int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
  */
 int mrs_qmp_connect_fd(struct mrs_qmp **out, int fd, unsigned timeout_ms, struct mrs_error *err);
 void mrs_qmp_close(struct mrs_qmp *q);
+/* The timeout of the commands that follow (0: MRS_QMP_TIMEOUT_MS). */
+void mrs_qmp_set_timeout(struct mrs_qmp *q, unsigned timeout_ms);
 
 /*
  * The QEMU version from the greeting: "7.2.0" (major.minor.micro), and its

@@ -198,7 +198,7 @@ static int read_more(struct fake_qmp *f)
 static json_t *next_command(struct fake_qmp *f, int *fd)
 {
 	for (;;) {
-		char *nl = memchr(f->buf, '\n', f->len);
+		char *nl = f->len ? memchr(f->buf, '\n', f->len) : NULL;
 
 		if (nl) {
 			size_t n = (size_t)(nl - f->buf);

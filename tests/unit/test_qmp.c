@@ -186,7 +186,8 @@ static void test_timeout(void **state)
 	struct conn c;
 
 	(void)state;
-	open_pair(&c, steps, ARRAY_SIZE(steps), SHORT_MS);
+	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
+	mrs_qmp_set_timeout(c.q, SHORT_MS);
 	assert_int_equal(mrs_qmp_cmd(c.q, "query-migrate", NULL, NULL, &c.err), -ETIMEDOUT);
 	assert_msg_has(&c.err, "QEMU did not answer 'query-migrate' within 200 ms");
 	assert_int_equal(mrs_qmp_cmd(c.q, "cont", NULL, NULL, &c.err), -ETIMEDOUT);
@@ -286,7 +287,7 @@ static void test_events_queued(void **state)
 	json_t *data = NULL;
 
 	(void)state;
-	open_pair(&c, steps, ARRAY_SIZE(steps), SHORT_MS);
+	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
 	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
 	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, &data, &c.err), 0);
 	assert_string_equal(json_string_value(json_object_get(data, "reason")), "x");
@@ -294,7 +295,7 @@ static void test_events_queued(void **state)
 	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, &data, &c.err), 0);
 	assert_string_equal(json_string_value(json_object_get(data, "reason")), "y");
 	json_decref(data);
-	assert_int_equal(mrs_qmp_wait_event(c.q, "RESUME", 0, &data, &c.err), -ETIMEDOUT);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "RESUME", SHORT_MS, &data, &c.err), -ETIMEDOUT);
 	assert_null(data);
 	assert_msg_has(&c.err, "QEMU sent no event 'RESUME' within 200 ms");
 	assert_int_equal(mrs_qmp_cmd(c.q, "cont", NULL, NULL, &c.err), 0);
@@ -325,13 +326,13 @@ static void test_event_queue_bound(void **state)
 
 	(void)state;
 	snprintf(last, sizeof(last), "E%u", n - 1);
-	open_pair(&c, steps, 2, SHORT_MS);
+	open_pair(&c, steps, 2, 0);
 	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
 	assert_int_equal(mrs_qmp_wait_event(c.q, last, 0, &data, &c.err), 0);
 	assert_int_equal(json_integer_value(json_object_get(data, "n")), n - 1);
 	json_decref(data);
 	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
-	assert_int_equal(mrs_qmp_wait_event(c.q, "E5", 0, NULL, &c.err), -ETIMEDOUT);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E5", SHORT_MS, NULL, &c.err), -ETIMEDOUT);
 	close_pair(&c);
 	free(events);
 }
@@ -351,7 +352,7 @@ static void test_event_after_reply(void **state)
 	open_pair(&c, steps, ARRAY_SIZE(steps), 0);
 	assert_int_equal(mrs_qmp_cmd(c.q, "migrate", NULL, NULL, &c.err), 0);
 	/* Reply and events came in one write: the client must keep what follows the reply. */
-	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", SHORT_MS, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "STOP", 0, NULL, &c.err), 0);
 	close_pair(&c);
 }
 
@@ -515,6 +516,20 @@ static int connect_when_ready(struct mrs_qmp **q, const char *sock, struct mrs_e
 	return rc;
 }
 
+/* The QEMU of test_real_qemu, killed by its teardown even when an assertion failed. */
+static pid_t real_qemu_pid;
+
+static int kill_real_qemu(void **state)
+{
+	(void)state;
+	if (real_qemu_pid > 0) {
+		kill(real_qemu_pid, SIGKILL);
+		waitpid(real_qemu_pid, NULL, 0);
+	}
+	real_qemu_pid = 0;
+	return 0;
+}
+
 /* The client against the real QEMU, when it is installed: its greeting's version is the one
  * query-version gives, query-status answers, a refusal quotes QEMU's text, getfd takes our
  * descriptor, the peer is QEMU's pid, and the SHUTDOWN event after quit is seen. Catches
@@ -545,10 +560,9 @@ static void test_real_qemu(void **state)
 			qmp_arg,
 			NULL};
 	assert_int_equal(posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ), 0);
+	real_qemu_pid = pid;
 	if (connect_when_ready(&q, sock, &err)) {
 		print_error("connect to QEMU: %s\n", err.msg);
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
 		fail();
 	}
 	assert_int_equal(mrs_qmp_peer_pid(q), pid);
@@ -586,6 +600,7 @@ static void test_real_qemu(void **state)
 	assert_int_equal(mrs_qmp_wait_event(q, "SHUTDOWN", 0, NULL, &err), 0);
 	mrs_qmp_close(q);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	real_qemu_pid = 0;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	free(qmp_arg);
 	free(sock);
@@ -615,7 +630,7 @@ int main(void)
 	    cmocka_unit_test(test_peer_pid_and_path),
 	    cmocka_unit_test(test_no_greeting),
 	    cmocka_unit_test(test_fake_reports_mismatch),
-	    cmocka_unit_test(test_real_qemu),
+	    cmocka_unit_test_teardown(test_real_qemu, kill_real_qemu),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
