@@ -489,7 +489,7 @@ static int greet(struct mrs_qmp *q, struct mrs_error *err)
 	}
 	if (rc)
 		return mark_broken(q, err, rc);
-	return 0;
+	return mrs_qmp_cmd(q, "qmp_capabilities", NULL, NULL, err);
 }
 
 static pid_t peer_pid_of(int fd)
