@@ -475,6 +475,8 @@ struct mrs_restore_report {
 	/* The image holds device state and no sink was given: it was not loaded. */
 	int devstate_skipped;
 	int reserved0; /* zero: fills what would be tail padding */
+	/* What produced the image's device state, loaded or not ("QEMU 7.2.0"), or "". */
+	char devstate_producer[64];
 };
 #define MRS_RESTORE_REPORT_INIT {.size = sizeof(struct mrs_restore_report)}
 

@@ -68,6 +68,16 @@ struct args {
 	bool resumed;
 };
 
+/* One line on stderr: the image held more than RAM, and it was left out. */
+static void note_skipped(const char *image, const struct mrs_restore_report *r)
+{
+	if (r->devstate_skipped)
+		fprintf(stderr,
+			"mrsnap restore: note: '%s' also holds device state from %s, which was "
+			"not loaded (restore --qmp loads it into QEMU)\n",
+			image, r->devstate_producer[0] ? r->devstate_producer : "an unnamed VMM");
+}
+
 static void print_json(const struct args *a, const struct mrs_restore_report *r)
 {
 	struct json j;
@@ -82,15 +92,12 @@ static void print_json(const struct args *a, const struct mrs_restore_report *r)
 	jw_u64(&j, "io_requests", r->io_requests);
 	jw_u64(&j, "io_resubmits", r->io_resubmits);
 	jw_seconds(&j, "duration_seconds", cli_seconds(r->duration_ns));
-	if (a->qemu) {
-		jw_object(&j, "devstate");
-		jw_u64(&j, "bytes", r->devstate_bytes);
-		jw_str(&j, "loaded_into", mrs_qemu_producer(a->qemu));
-		jw_close(&j);
-	} else {
-		jw_null(&j, "devstate");
-	}
-	jw_bool(&j, "devstate_skipped", r->devstate_skipped);
+	jw_object(&j, "devstate");
+	jw_bool(&j, "present", r->devstate_skipped || r->devstate_bytes);
+	jw_bool(&j, "loaded", r->devstate_bytes > 0);
+	if (r->devstate_skipped || r->devstate_bytes)
+		jw_str(&j, "producer", r->devstate_producer);
+	jw_close(&j);
 	jw_bool(&j, "resumed", a->resumed);
 	jw_end(&j);
 }
@@ -117,9 +124,6 @@ static void print_report(const struct args *a, const struct mrs_restore_report *
 		printf("%s: device state: %llu bytes loaded into %s (pid %d); the guest %s\n",
 		       a->image, (unsigned long long)r->devstate_bytes, mrs_qemu_producer(a->qemu),
 		       mrs_qemu_pid(a->qemu), a->resumed ? "runs" : "is left paused (--paused)");
-	if (r->devstate_skipped)
-		printf("%s: the image holds device state too, which only --qmp loads (into QEMU)\n",
-		       a->image);
 }
 
 /*
@@ -179,6 +183,8 @@ static int run(struct args *a)
 	}
 	if (a->c.json || !a->c.quiet)
 		print_report(a, &report);
+	if (!a->c.quiet)
+		note_skipped(a->image, &report);
 	mrs_restore_report_free(&report);
 	return EXIT_OK;
 }

@@ -309,17 +309,46 @@ static int send_all(int sock, const uint8_t *buf, size_t len, const struct mrs_d
 	return 0;
 }
 
+static int changed(size_t held_back, struct mrs_error *err)
+{
+	return mrs_err(err, -EBADMSG,
+		       "the device state changed in the image while it was sent (it no longer "
+		       "matches its checksum); its last %zu bytes were held back",
+		       held_back);
+}
+
+/*
+ * The region was checked before the RAM was written; the bytes sent are
+ * hashed again, and the last piece goes out only if they still match, so a
+ * region changed in between never reaches the VMM whole.
+ */
 static int send_region(int sock, int fd, const struct mrs_device_rec *rec, struct pump *p,
 		       struct mrs_error *err)
 {
 	uint8_t *buf = malloc(DEVSTATE_CHUNK);
-	int ret = buf ? 0 : mrs_err(err, -ENOMEM, "out of memory for the device state");
+	struct mrs_hash_state *st = mrs_hash_begin();
+	int ret = buf && st ? 0 : mrs_err(err, -ENOMEM, "out of memory for the device state");
 
 	for (uint64_t off = 0; !ret && off < rec->length; off += chunk_at(rec, off)) {
-		ret = read_chunk(fd, rec, off, buf, chunk_at(rec, off), err);
-		if (!ret)
-			ret = send_all(sock, buf, chunk_at(rec, off), rec, p, err);
+		size_t len = chunk_at(rec, off);
+
+		ret = read_chunk(fd, rec, off, buf, len, err);
+		if (ret)
+			break;
+		mrs_hash_add(st, buf, len);
+		if (off + len == rec->length) {
+			uint64_t sum = mrs_hash_end(st);
+
+			st = NULL;
+			if (sum != rec->checksum) {
+				ret = changed(len, err);
+				break;
+			}
+		}
+		ret = send_all(sock, buf, len, rec, p, err);
 	}
+	if (st)
+		mrs_hash_end(st); /* only to free it */
 	free(buf);
 	if (!ret && shutdown(sock, SHUT_WR))
 		ret = mrs_err_errno(err, -errno, "cannot end the device state");

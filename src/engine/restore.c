@@ -418,6 +418,8 @@ static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_re
 	if (r->img.meta.stream.has_device && r->opts->devstate)
 		report->devstate_bytes = r->img.meta.stream.device.length;
 	report->devstate_skipped = r->img.meta.stream.has_device && !r->opts->devstate;
+	memcpy(report->devstate_producer, r->img.meta.stream.device.producer,
+	       sizeof(report->devstate_producer));
 }
 
 int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,

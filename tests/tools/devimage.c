@@ -6,6 +6,9 @@
  * that does nothing; a thread plays the VMM, writing STATE in pieces.
  *
  *   devimage IMAGE STATE PRODUCER MACHINE NAME=RAM...
+ *
+ * Prints the save report's device-state figures (bytes, and seconds from
+ * the source's start to its finish).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -78,6 +81,7 @@ int main(int argc, char **argv)
 	struct mrs_freezer_ops ops = MRS_FREEZER_OPS_INIT;
 	struct mrs_devstate_source src = MRS_DEVSTATE_SOURCE_INIT;
 	struct mrs_save_opts o = MRS_SAVE_OPTS_INIT;
+	struct mrs_save_report rep = MRS_SAVE_REPORT_INIT;
 	struct mrs_error err = {0};
 	struct mrs_freezer *fz;
 	struct mrs_ram ram[16];
@@ -111,10 +115,13 @@ int main(int argc, char **argv)
 	o.freezers = &fz;
 	o.nfreezers = 1;
 	o.devstate = &src;
-	if (mrs_save(argv[1], ram, (unsigned)n, &o, NULL, &err)) {
+	if (mrs_save(argv[1], ram, (unsigned)n, &o, &rep, &err)) {
 		mrs_freezer_free(fz);
 		goto fail;
 	}
+	printf("device state: %llu bytes in %.6f s\n", (unsigned long long)rep.devstate_bytes,
+	       (double)rep.devstate_ns / 1e9);
+	mrs_save_report_free(&rep);
 	mrs_freezer_free(fz);
 	return 0;
 fail:

@@ -39,7 +39,11 @@ struct vmm {
 	int frozen_at_start; /* the freezer's state when start was called */
 	uint8_t *got;	     /* sink: what it read */
 	size_t got_len;
+	const char *damage; /* sink: flip a byte of this image at damage_at when started */
+	uint64_t damage_at;
 };
+
+static void damage(const char *path, uint64_t off);
 
 static int freezes, thaws;
 
@@ -114,6 +118,8 @@ static int vmm_start(struct vmm *v, int fd, void *(*fn)(void *), struct mrs_erro
 		snprintf(err->msg, sizeof(err->msg), "the fake VMM refuses to start");
 		return err->code = v->start_ret;
 	}
+	if (v->damage)
+		damage(v->damage, v->damage_at);
 	/* The fd stays the library's: the VMM works on its own copy. */
 	v->fd = dup(fd);
 	assert_true(v->fd >= 0);
@@ -423,6 +429,7 @@ static void test_restore_without_sink_skips(void **state)
 		fail_msg("restore: %s", err.msg);
 	assert_int_equal(rr.devstate_skipped, 1);
 	assert_int_equal(rr.devstate_bytes, 0);
+	assert_string_equal(rr.devstate_producer, "QEMU 7.2.0");
 	mrs_restore_report_free(&rr);
 }
 
@@ -648,6 +655,37 @@ static void test_sink_hangs_up(void **state)
 }
 
 /*
+ * The region changes in the image after restore checked it (here: when the
+ * sink starts, after the RAM was written): the VMM never gets the whole
+ * stream, the restore fails naming it, finish is not called. Catches a
+ * send that trusts the check made before the RAM was loaded.
+ */
+static void test_region_changed_while_sent(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_devstate_sink sink;
+	struct mrs_restore_opts ro;
+	struct mrs_image_info *info;
+	struct mrs_error err = {0};
+
+	if (!mrs_test_have_io_uring())
+		skip();
+	save_with_state(f, 0);
+	assert_int_equal(mrs_image_info(f->image, &info, &err), 0);
+	f->vmm =
+	    (struct vmm){.fd = -1, .damage = f->image, .damage_at = info->devstate.offset + 10};
+	mrs_image_info_free(info);
+	sink = sink_for(&f->vmm);
+	ro = restore_opts(f, &sink);
+	assert_int_equal(mrs_restore(f->image, &f->to_target, 1, &ro, NULL, &err), -EBADMSG);
+	assert_msg_has(&err, "the device state changed in the image while it was sent");
+	assert_msg_has(&err, "the RAM targets were written");
+	vmm_join(&f->vmm);
+	assert_int_equal(f->vmm.finishes, 0);
+	assert_true(f->vmm.got_len < STATE_BYTES);
+}
+
+/*
  * Rewrite the image's DEVICE record to point at offset (same stream
  * length, checksums recomputed), so that only the layout rule can refuse it.
  */
@@ -716,6 +754,32 @@ static void test_region_overlap_rejected(void **state)
 	assert_msg_has(&err, "device-state region");
 }
 
+/*
+ * The source and sink are copied in by their size, like every options
+ * struct: one never initialised (size 0) is refused naming it, before any
+ * file or VMM is touched. Catches an api.c that hands the caller's struct
+ * to the engine as it is.
+ */
+static void test_structs_by_size(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_devstate_source src = source_for(&f->vmm);
+	struct mrs_devstate_sink sink = sink_for(&f->vmm);
+	struct mrs_save_opts o = save_opts(f, &src);
+	struct mrs_restore_opts ro = restore_opts(f, &sink);
+	struct mrs_error err = {0};
+
+	src.size = 0;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "mrs_devstate_source");
+	sink.size = 0;
+	assert_int_equal(mrs_restore(f->image, &f->to_target, 1, &ro, NULL, &err), -EINVAL);
+	assert_msg_has(&err, "mrs_devstate_sink");
+	assert_int_equal(f->vmm.starts, 0);
+	assert_no_image(f);
+	assert_int_equal(access(f->target, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -727,6 +791,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sink_hangs_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_region_overlap_rejected, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_structs_by_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_region_changed_while_sent, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
