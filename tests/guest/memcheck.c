@@ -116,6 +116,49 @@ static int page_good(const uint64_t *p, const struct record *r, uint64_t pass, u
 	return same && r->pass == pass && r->sum == sum;
 }
 
+/* Where the buffer is in guest RAM, for a test that changes some of it
+ * from outside: "memcheck frames FIRST COUNT" for the first runs of pages
+ * that fill a range of page frames (the kernel hands them out in ascending or
+ * descending order; a frame's byte offset in the RAM of a guest under 3 GiB
+ * is FIRST * 4096), from /proc/self/pagemap. */
+#define FRAME_RUNS 16
+static void print_frames(const uint64_t *buf, unsigned long pages)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t lo = 0, hi = 0;
+	unsigned runs = 0;
+
+	if (fd < 0) {
+		mkdir("/proc", 0555);
+		mount("proc", "/proc", "proc", 0, NULL);
+		fd = open("/proc/self/pagemap", O_RDONLY);
+	}
+	for (unsigned long i = 0; fd >= 0 && i < pages && runs < FRAME_RUNS; i++) {
+		uint64_t e, pfn;
+		off_t at = (off_t)((uintptr_t)(buf + i * WORDS) / PAGE * sizeof(e));
+
+		if (pread(fd, &e, sizeof(e), at) != sizeof(e) || !(e >> 63))
+			break;
+		pfn = e & ((1ull << 55) - 1);
+		if (i && (pfn == hi + 1 || pfn + 1 == lo)) {
+			lo = pfn < lo ? pfn : lo;
+			hi = pfn > hi ? pfn : hi;
+			continue;
+		}
+		if (i) {
+			say("memcheck frames %llu %llu\n", (unsigned long long)lo,
+			    (unsigned long long)(hi - lo + 1));
+			runs++;
+		}
+		lo = hi = pfn;
+	}
+	if (pages && runs < FRAME_RUNS && fd >= 0)
+		say("memcheck frames %llu %llu\n", (unsigned long long)lo,
+		    (unsigned long long)(hi - lo + 1));
+	if (fd >= 0)
+		close(fd);
+}
+
 static unsigned long buffer_mb(void)
 {
 	const char *s = getenv("memcheck_mb");
@@ -133,14 +176,18 @@ int main(void)
 	open_console();
 	mb = buffer_mb();
 	pages = mb * (1024 * 1024 / PAGE);
-	buf = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	buf = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	rec = calloc(pages, sizeof(*rec));
-	if (buf == MAP_FAILED || !rec) {
+	/* Small pages, present and locked: where each page of the buffer is
+	 * in guest RAM stays what print_frames says (no huge page collapses
+	 * it elsewhere, no swap). */
+	if (buf == MAP_FAILED || !rec || madvise(buf, pages * PAGE, MADV_NOHUGEPAGE) < 0 ||
+	    mlock(buf, pages * PAGE) < 0) {
 		say("memcheck cannot allocate %lu MiB\n", mb);
 		for (;;)
 			pause();
 	}
+	print_frames(buf, pages);
 	say("memcheck ready %lu pages\n", pages);
 	for (uint64_t pass = 1;; pass++) {
 		unsigned long bad_old = 0, bad_new = 0;
