@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "mrsnap.h"
 
 /* Exit codes, the same for every command (see mrsnap(1)). */
@@ -101,24 +103,30 @@ int cli_finish_output(int code);
 void cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);
 double cli_seconds(uint64_t ns);
 
-/* A small JSON writer: values are written as they come, commas handled. */
+/*
+ * A small JSON writer on jansson: values are added to the innermost open
+ * object or array (key ignored in an array), in order; jw_end() prints the
+ * document. Strings that are not valid UTF-8 get U+FFFD for each bad byte.
+ */
 struct json {
 	FILE *f;
+	json_t *open[32]; /* the document, then the objects and arrays opened in it */
 	int depth;
-	bool need_comma[32];
+	bool failed; /* a value could not be made or added: jw_end() says so */
 };
-void json_begin(struct json *j, FILE *f);
-void json_end(struct json *j);
-void json_object(struct json *j, const char *key);
-void json_array(struct json *j, const char *key);
-void json_close_object(struct json *j);
-void json_close_array(struct json *j);
-void json_str(struct json *j, const char *key, const char *v);
-void json_u64(struct json *j, const char *key, uint64_t v);
-void json_double(struct json *j, const char *key, double v);
-void json_bool(struct json *j, const char *key, bool v);
-void json_hex64(struct json *j, const char *key, uint64_t v); /* as a 16-digit string */
-void json_null(struct json *j, const char *key);
+void jw_begin(struct json *j, FILE *f);
+void jw_end(struct json *j);
+void jw_object(struct json *j, const char *key);
+void jw_array(struct json *j, const char *key);
+void jw_close(struct json *j); /* the innermost object or array */
+void jw_str(struct json *j, const char *key, const char *v);
+void jw_u64(struct json *j, const char *key, uint64_t v);
+void jw_seconds(struct json *j, const char *key, double v); /* a real, to the microsecond */
+void jw_bool(struct json *j, const char *key, bool v);
+void jw_hex64(struct json *j, const char *key, uint64_t v); /* as a 16-digit string */
+void jw_null(struct json *j, const char *key);
+/* Whether a document of this run could not be printed (cli_finish_output fails then). */
+bool cli_json_lost(void);
 
 /*
  * The documents of --json (mrsnap(1), JSON OUTPUT): one object on stdout
@@ -131,7 +139,7 @@ void json_null(struct json *j, const char *key);
 void cli_json_setup(const char *command, int argc, char **argv);
 /* IMAGE, once the command line gave it. */
 void cli_json_set_image(const char *image);
-/* Start the document: schema, command, ok, image. Close it with json_end(). */
+/* Start the document: schema, command, ok, image. Close it with jw_end(). */
 void cli_json_begin_doc(struct json *j, bool ok);
 /* "error": {message, errno (null if none), errno_name, exit}. */
 void cli_json_error(struct json *j, const char *message, int code, int exit_code);

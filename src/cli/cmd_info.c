@@ -38,18 +38,18 @@ static void print_json(const struct mrs_image_info *in)
 
 	fmt_time(when, sizeof(when), in->created_ns);
 	cli_json_begin_doc(&j, true);
-	json_u64(&j, "format_version", in->version);
-	json_bool(&j, "complete", in->complete);
-	json_bool(&j, "live", in->live);
-	json_str(&j, "created", when);
-	json_u64(&j, "created_unix_ns", in->created_ns);
-	json_str(&j, "tool_version", in->tool_version);
-	json_u64(&j, "image_size_bytes", in->file_size);
-	json_u64(&j, "disk_usage_bytes", in->disk_size);
+	jw_u64(&j, "format_version", in->version);
+	jw_bool(&j, "complete", in->complete);
+	jw_bool(&j, "live", in->live);
+	jw_str(&j, "created", when);
+	jw_u64(&j, "created_unix_ns", in->created_ns);
+	jw_str(&j, "tool_version", in->tool_version);
+	jw_u64(&j, "image_size_bytes", in->file_size);
+	jw_u64(&j, "disk_usage_bytes", in->disk_size);
 	/* An incomplete image has not counted its pages yet: null, not 0. */
 	cli_json_blocks(&j, in->blocks, in->nblocks, in->complete ? CLI_BLOCKS_COUNTED : 0);
 	cli_json_rounds(&j, in->rounds, in->nrounds);
-	json_end(&j);
+	jw_end(&j);
 }
 
 static void print_text(const char *image, const struct mrs_image_info *in)

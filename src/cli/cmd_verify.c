@@ -36,25 +36,25 @@ static void print_json(const struct mrs_verify_report *r, int ret, const char *m
 	cli_json_begin_doc(&j, ret == 0);
 	if (ret)
 		cli_json_error(&j, mismatch, ret, EXIT_DAMAGED);
-	json_u64(&j, "channels", r->channels);
-	json_u64(&j, "pages_checked", r->pages_checked);
-	json_u64(&j, "pages_bad", r->pages_bad);
-	json_u64(&j, "read_bytes", r->bytes_read);
-	json_u64(&j, "io_requests", r->io_requests);
-	json_u64(&j, "io_resubmits", r->io_resubmits);
-	json_double(&j, "duration_seconds", cli_seconds(r->duration_ns));
-	json_array(&j, "bad_pages");
+	jw_u64(&j, "channels", r->channels);
+	jw_u64(&j, "pages_checked", r->pages_checked);
+	jw_u64(&j, "pages_bad", r->pages_bad);
+	jw_u64(&j, "read_bytes", r->bytes_read);
+	jw_u64(&j, "io_requests", r->io_requests);
+	jw_u64(&j, "io_resubmits", r->io_resubmits);
+	jw_seconds(&j, "duration_seconds", cli_seconds(r->duration_ns));
+	jw_array(&j, "bad_pages");
 	for (uint64_t i = 0; i < r->pages_bad; i++) {
-		json_object(&j, NULL);
-		json_str(&j, "block", r->bad[i].block);
-		json_u64(&j, "page", r->bad[i].page);
-		json_u64(&j, "guest_offset", r->bad[i].guest_offset);
-		json_hex64(&j, "expected", r->bad[i].expected);
-		json_hex64(&j, "actual", r->bad[i].actual);
-		json_close_object(&j);
+		jw_object(&j, NULL);
+		jw_str(&j, "block", r->bad[i].block);
+		jw_u64(&j, "page", r->bad[i].page);
+		jw_u64(&j, "guest_offset", r->bad[i].guest_offset);
+		jw_hex64(&j, "expected", r->bad[i].expected);
+		jw_hex64(&j, "actual", r->bad[i].actual);
+		jw_close(&j);
 	}
-	json_close_array(&j);
-	json_end(&j);
+	jw_close(&j);
+	jw_end(&j);
 }
 
 static void print_bad_pages(const char *image, const struct mrs_verify_report *r)

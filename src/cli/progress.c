@@ -162,6 +162,8 @@ void cli_progress_setup(struct cli_common *c)
  */
 int cli_finish_output(int code)
 {
+	if (cli_json_lost() && code == EXIT_OK)
+		code = EXIT_FAILED; /* jw_end() said why */
 	errno = 0;
 	if (fflush(stdout) == 0 && !ferror(stdout))
 		return code;

@@ -5,6 +5,7 @@ MRSNAP=${top_builddir:?run through make check}/mrsnap
 MKRAM=$top_builddir/tests/tools/mkram
 GUEST=$top_builddir/tests/tools/guest
 FAILSYS=$top_builddir/tests/tools/failsys
+JSONCHECK=$top_builddir/tests/tools/jsoncheck
 T=$(mktemp -d "${TMPDIR:-/tmp}/mrsnap-cli.XXXXXX")
 # RAM files live on tmpfs when there is one, as a VMM's would.
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then
