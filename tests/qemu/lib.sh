@@ -150,29 +150,9 @@ expect_status() {
 	esac
 }
 
-# memfd_path NAME: /proc/PID/fd/N of guest NAME's memfd RAM backend.
-memfd_path() {
-	local pid fd
-	pid=$(guest_pid "$1")
-	for fd in /proc/"$pid"/fd/*; do
-		case "$(readlink "$fd")" in
-		/memfd:memory-backend-memfd*) echo "$fd"; return 0 ;;
-		esac
-	done
-	fail "guest $1 has no memfd RAM backend"
-}
-
-# ram_path NAME file|memfd: where guest NAME's RAM can be read and written.
-ram_path() {
-	case "$2" in
-	file) echo "$R/$1.ram" ;;
-	memfd) memfd_path "$1" ;;
-	esac
-}
-
-# The QEMU side of a snapshot, by hand: what mrsnap snapshot --qmp does for
-# the device state (the RAM left out with x-ignore-shared, the guest already
-# stopped). Writes the device state to FILE.
+# save_device_state NAME FILE: the QEMU side of a snapshot, by hand, for a
+# test that makes its own RAM image (e2e.sh's teeth): the device state alone
+# (the RAM left out with x-ignore-shared; the guest already stopped) to FILE.
 ignore_shared='{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}'
 save_device_state() {
 	qmp "$1" "$ignore_shared" \
