@@ -12,13 +12,12 @@ QMP=$top_builddir/tests/tools/qmp
 MEMCHECK=$top_builddir/tests/guest/memcheck
 QEMU=${MRS_QEMU:-qemu-system-x86_64}
 # 256 MiB of guest RAM, 160 MiB of it memcheck's buffer: most of RAM is being
-# rewritten, and more than half of it, so that two halves of a RAM copy both
-# hold buffer pages (the torn-copy check in e2e.sh relies on it). A pass
-# takes about 0.2 s under TCG here.
+# rewritten all the time (a pass takes about 0.1 s under TCG here, so a live
+# snapshot's rounds never catch up and its final round has much to do).
 GUEST_MB=256
 MEMCHECK_MB=160
 # A guard against a hung guest, not a measure of speed: far above what any
-# wait takes (boot about 5 s, a pass about 0.2 s under TCG).
+# wait takes (boot 5 s on an idle machine, 15 s on a loaded one).
 GUEST_WAIT_S=${MRS_GUEST_WAIT_S:-300}
 
 # qemu_setup: skip unless QEMU, cpio and a kernel are at hand; build the
@@ -151,29 +150,9 @@ expect_status() {
 	esac
 }
 
-# memfd_path NAME: /proc/PID/fd/N of guest NAME's memfd RAM backend.
-memfd_path() {
-	local pid fd
-	pid=$(guest_pid "$1")
-	for fd in /proc/"$pid"/fd/*; do
-		case "$(readlink "$fd")" in
-		/memfd:memory-backend-memfd*) echo "$fd"; return 0 ;;
-		esac
-	done
-	fail "guest $1 has no memfd RAM backend"
-}
-
-# ram_path NAME file|memfd: where guest NAME's RAM can be read and written.
-ram_path() {
-	case "$2" in
-	file) echo "$R/$1.ram" ;;
-	memfd) memfd_path "$1" ;;
-	esac
-}
-
-# The QEMU side of a snapshot, by hand: what mrsnap snapshot --qmp does for
-# the device state (the RAM left out with x-ignore-shared, the guest already
-# stopped). Writes the device state to FILE.
+# save_device_state NAME FILE: the QEMU side of a snapshot, by hand, for a
+# test that makes its own RAM image (e2e.sh's teeth): the device state alone
+# (the RAM left out with x-ignore-shared; the guest already stopped) to FILE.
 ignore_shared='{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"x-ignore-shared","state":true}]}}'
 save_device_state() {
 	qmp "$1" "$ignore_shared" \
