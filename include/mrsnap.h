@@ -61,7 +61,7 @@ struct mrs_error {
 /*
  * Every options struct the caller passes in (mrs_io_opts, mrs_save_opts,
  * mrs_restore_opts, mrs_verify_opts, mrs_freezer_ops, mrs_devstate_source,
- * mrs_devstate_sink) and every report the
+ * mrs_devstate_sink, mrs_qemu_opts) and every report the
  * library fills in (mrs_save_report, mrs_restore_report, mrs_verify_report)
  * begins with size_t size: the sizeof the caller compiled it with. Set it
  * with the struct's _INIT macro, which zeroes every other field:
@@ -445,9 +445,10 @@ struct mrs_restore_opts {
 	const struct mrs_devstate_sink *devstate;
 	/*
 	 * A VMM waiting for incoming state (QEMU -incoming): targets that this
-	 * process (and no other) maps are accepted, and a path /proc/PID/fd/N
-	 * of one of its descriptors (a memfd backend) is followed although it is
-	 * a symlink. 0: none.
+	 * process (and no other) maps are accepted, if they have their block's
+	 * size (resizing memory the VMM maps would cost it its pages), and a
+	 * path /proc/PID/fd/N of one of its descriptors (a memfd backend) given
+	 * in targets is followed although it is a symlink. 0: none.
 	 */
 	int vmm_pid;
 	int reserved0; /* zero: fills what would be tail padding */
@@ -590,6 +591,106 @@ struct mrs_image_info {
  */
 int mrs_image_info(const char *path, struct mrs_image_info **info, struct mrs_error *err);
 void mrs_image_info_free(struct mrs_image_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* QEMU                                                                     */
+
+/*
+ * A QEMU driven over its QMP socket (-qmp unix:PATH,server=on,wait=off), for
+ * a snapshot of the whole guest (RAM and device state) and its restore into
+ * a QEMU started with the same memory backends and -incoming defer. The
+ * calls below give what mrs_save and mrs_restore take (RAM blocks, a
+ * freezer, a device-state source or sink); they do not save or restore by
+ * themselves. One connection serves one snapshot or one restore; a QMP
+ * socket takes one client at a time, so nothing else may be connected.
+ *
+ * QEMU's own error text is quoted in messages. Codes: -EREMOTEIO QEMU
+ * refused a command, -ETIMEDOUT no answer in time, -ECONNRESET QEMU closed
+ * the connection (it died, or exited), -EPROTO it sent something that is not
+ * QMP; -MRS_EUSAGE a QEMU set up in a way mrsnap cannot save or restore
+ * (RAM that is not shared, backends that differ from the image's blocks).
+ */
+struct mrs_qemu;
+
+struct mrs_qemu_opts {
+	size_t size;	     /* sizeof(struct mrs_qemu_opts): MRS_QEMU_OPTS_INIT */
+	unsigned timeout_ms; /* for each QMP command and awaited event; default 10000 */
+	unsigned reserved0;  /* zero: fills what would be tail padding */
+};
+#define MRS_QEMU_OPTS_INIT {.size = sizeof(struct mrs_qemu_opts)}
+
+/*
+ * Connect to the QMP socket at path (greeting, capabilities) and learn
+ * QEMU's pid (SO_PEERCRED), version, machine type and run state. opts may
+ * be NULL.
+ */
+int mrs_qemu_connect(struct mrs_qemu **out, const char *path, const struct mrs_qemu_opts *opts,
+		     struct mrs_error *err);
+/* Close the connection; whatever a call below returned from q is gone with it. */
+void mrs_qemu_close(struct mrs_qemu *q);
+
+int mrs_qemu_pid(const struct mrs_qemu *q); /* of the QEMU process; 0 if unknown */
+const char *mrs_qemu_producer(const struct mrs_qemu *q); /* "QEMU 7.2.22" */
+const char *mrs_qemu_machine(const struct mrs_qemu *q);	 /* "pc-i440fx-7.2" */
+
+/*
+ * QEMU's RAM as blocks: each memory backend (qom-list /objects) is a block
+ * named by its id ("pc.ram", the RAM block's name in QEMU's stream), of the
+ * backend's size, at the file of a memory-backend-file (mem-path) or at
+ * /proc/PID/fd/N for a memory-backend-memfd (the descriptor of QEMU that
+ * holds it, told apart by size). A block in given (--ram NAME=PATH) takes
+ * the place of the backend of its name, or is added. Refused, naming the
+ * backend (-MRS_EUSAGE): one that is not shared (memory-backend-ram,
+ * share=off: its pages are QEMU's private memory), of another kind, or
+ * memfd backends whose descriptors cannot be told apart (given then with
+ * --ram). *ram (*nram of them) stays q's, valid until the next call or
+ * mrs_qemu_close().
+ */
+int mrs_qemu_ram(struct mrs_qemu *q, const struct mrs_ram *given, unsigned ngiven,
+		 const struct mrs_ram **ram, unsigned *nram, struct mrs_error *err);
+
+/*
+ * A freezer for mrs_save: freeze is QMP stop, confirmed by query-status;
+ * thaw is cont. A guest that was not running when frozen (paused before
+ * mrsnap came) is left so: thaw then sends nothing. To leave a guest paused
+ * after a good snapshot, use mrs_save_opts.leave_frozen: on failure it is
+ * resumed all the same. Free it (mrs_freezer_free) before closing q.
+ */
+int mrs_qemu_freezer(struct mrs_qemu *q, struct mrs_freezer **out, struct mrs_error *err);
+
+/*
+ * A device-state source for mrs_save: QEMU's migration stream with the
+ * capabilities x-ignore-shared (shared RAM is left out: mrsnap saved it)
+ * and events set here, sent over a descriptor passed with getfd to
+ * migrate fd:. Producer and machine are filled in. src stays valid while q
+ * is open.
+ */
+int mrs_qemu_devstate_source(struct mrs_qemu *q, struct mrs_devstate_source *src,
+			     struct mrs_error *err);
+
+/*
+ * Before mrs_restore into a QEMU started with -incoming defer: check that
+ * it waits for a migration (state inmigrate), that its backends are the
+ * image's blocks (names and sizes; every difference is named) and that the
+ * image holds device state of its machine type; set the capabilities; fill
+ * sink (migrate-incoming fd:). ram: from mrs_qemu_ram(). Pass
+ * mrs_qemu_pid() as mrs_restore_opts.vmm_pid, so that the backends QEMU
+ * maps are accepted as targets.
+ */
+int mrs_qemu_incoming(struct mrs_qemu *q, const struct mrs_image_info *image,
+		      const struct mrs_ram *ram, unsigned nram, struct mrs_devstate_sink *sink,
+		      struct mrs_error *err);
+
+/* Let the guest run (cont): after a restore, unless it is to stay paused. */
+int mrs_qemu_resume(struct mrs_qemu *q, struct mrs_error *err);
+
+/*
+ * After a snapshot: what the caller should tell the user, or NULL. Set when
+ * QEMU put the shared RAM into its own stream although x-ignore-shared was
+ * on (newer QEMUs do so for memfd backends): the image is right, but holds
+ * that RAM twice and its downtime paid for it.
+ */
+const char *mrs_qemu_warning(const struct mrs_qemu *q);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,7 @@ NO_TAIL_PADDING(mrs_freezer_ops, destroy);
 NO_TAIL_PADDING(mrs_save_report, devstate_ns);
 NO_TAIL_PADDING(mrs_restore_report, devstate_producer);
 NO_TAIL_PADDING(mrs_verify_report, reserved0);
+NO_TAIL_PADDING(mrs_qemu_opts, reserved0);
 
 /*
  * The I/O options an options struct points to, copied into io; NULL stays

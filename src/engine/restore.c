@@ -141,11 +141,41 @@ static int refuse_twice(const struct mrs_ram_map *a, const struct mrs_ram_map *b
 		       a->name, b->name, a->path, b->path);
 }
 
+/*
+ * A VMM waiting for incoming state (mrs_restore_opts.vmm_pid) maps its RAM
+ * already: a target only it maps is its own backend, and is accepted; but
+ * not resized under it (pages past a shrunk end are SIGBUS in the VMM).
+ */
+static int check_mapped(struct restore *r, const struct mrs_ram_map *t, struct mrs_error *err)
+{
+	int vmm = r->opts->vmm_pid;
+	int pid = t->exists && !r->opts->force ? mrs_ram_mapped_by(t->dev, t->ino, vmm) : 0;
+
+	if (pid && vmm)
+		return mrs_err(err, -EBUSY,
+			       "target '%s' of block '%s' is mapped by process %d, not only by the "
+			       "VMM (pid %d); use --force to write it anyway",
+			       t->path, t->name, pid, vmm);
+	if (pid)
+		return mrs_err(err, -EBUSY,
+			       "target '%s' of block '%s' is mapped by process %d (a running "
+			       "guest?); use --force to write it anyway",
+			       t->path, t->name, pid);
+	if (vmm && t->exists && !t->blockdev && t->have != t->size &&
+	    mrs_ram_mapped_by_pid(vmm, t->dev, t->ino))
+		return mrs_err(err, -EINVAL,
+			       "target '%s' of block '%s' is %" PRIu64 " bytes, the block %" PRIu64
+			       ": the VMM (pid %d) maps it, and would lose its memory if it were "
+			       "resized",
+			       t->path, t->name, t->have, t->size, vmm);
+	return 0;
+}
+
 /* The rules for one probed target, and that no earlier block goes to the same file. */
 static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 {
 	const struct mrs_ram_map *t = &r->dst[b];
-	int pid, ret;
+	int ret;
 
 	if (t->exists && t->dev == r->img.dev && t->ino == r->img.ino)
 		return mrs_err(err, -EINVAL, "target '%s' of block '%s' is the image itself",
@@ -158,13 +188,19 @@ static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 		if (ret)
 			return ret;
 	}
-	pid = t->exists && !r->opts->force ? mrs_ram_mapped_by(t->dev, t->ino) : 0;
-	if (pid)
-		return mrs_err(err, -EBUSY,
-			       "target '%s' of block '%s' is mapped by process %d (a running "
-			       "guest?); use --force to write it anyway",
-			       t->path, t->name, pid);
-	return 0;
+	return check_mapped(r, t, err);
+}
+
+/*
+ * Whether path is /proc/VMM/fd/N, one of the VMM's own descriptors (a
+ * memfd backend has no other name): a symlink, followed without force.
+ */
+static bool is_vmm_fd(const char *path, int vmm)
+{
+	int pid, fd, end = 0;
+
+	return vmm > 0 && sscanf(path, "/proc/%d/fd/%d%n", &pid, &fd, &end) == 2 && !path[end] &&
+	       pid == vmm && fd >= 0;
 }
 
 /* Every target probed (opened if it exists, nothing changed) and checked. */
@@ -177,8 +213,10 @@ static int check_targets(struct restore *r, struct mrs_error *err)
 	if (!r->dst)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	for (uint32_t b = 0; b < n; b++) {
+		bool follow =
+		    r->opts->force || (r->named[b] && is_vmm_fd(r->target[b], r->opts->vmm_pid));
 		int ret = mrs_ram_probe_target(&r->dst[b], m->blocks[b].name, r->target[b],
-					       m->blocks[b].size, r->opts->force, err);
+					       m->blocks[b].size, follow, err);
 
 		if (ret)
 			return mrs_err_prefix(err, "block '%s'", m->blocks[b].name);
@@ -336,11 +374,15 @@ static void undo_targets(struct restore *r, struct mrs_error *err)
 
 		if (t->created || !t->changed)
 			continue;
-		mrs_err_suffix(err, i++ ? ", '%s'" : partly == 1 ? "; target '%s'" : "; targets '%s'",
+		mrs_err_suffix(err,
+			       i++	     ? ", '%s'"
+			       : partly == 1 ? "; target '%s'"
+					     : "; targets '%s'",
 			       t->path);
 	}
 	if (partly)
-		mrs_err_suffix(err, "%s", partly == 1 ? " was partly written" : " were partly written");
+		mrs_err_suffix(err, "%s",
+			       partly == 1 ? " was partly written" : " were partly written");
 }
 
 /*

@@ -232,7 +232,7 @@ static char *reply_text(struct fake_qmp *f, json_t *cmd, const char *ret, const 
 		value = json_pack("{s:s,s:s}", "class", "GenericError", "desc", error);
 		json_object_set_new(r, "error", value);
 	} else {
-		value = ret ? json_loads(ret, 0, NULL) : json_object();
+		value = ret ? json_loads(ret, JSON_DECODE_ANY, NULL) : json_object();
 		if (!value)
 			fail(f, "step %zu: .ret is not JSON: %s", f->next, ret);
 		json_object_set_new(r, "return", value ? value : json_object());
