@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
-#include <linux/magic.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -462,31 +460,6 @@ static void size_buffers(struct mrs_chanset *cs)
 	cs->max_segs = (unsigned)(cs->buf_size / MRS_MIN_PAGE / 2 + 1);
 }
 
-/*
- * Which load targets the image is read into straight, with O_DIRECT: files
- * in memory (tmpfs, hugetlbfs), where a shared mapping is the memory
- * itself. The device then fills the target's pages, with no buffer and no
- * copy between, and no target write that would serialize the channels on
- * its inode lock. Other targets (block devices, files on disks) are
- * written from buffers.
- */
-static int choose_read_into_target(struct mrs_chanset *cs)
-{
-	cs->read_into_target = calloc(cs->nblocks, sizeof(*cs->read_into_target));
-	if (!cs->read_into_target)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < cs->nblocks; i++) {
-		const struct mrs_chan_block *b = &cs->blocks[i];
-		struct statfs fs;
-
-		if (!cs->cfg.direct || cs->cfg.writable || b->fd < 0 || b->page_size > cs->buf_size)
-			continue;
-		cs->read_into_target[i] =
-		    b->mem || (fstatfs(b->fd, &fs) == 0 && fs.f_type == TMPFS_MAGIC);
-	}
-	return 0;
-}
-
 int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg,
 		     struct mrs_chan_block *blocks, uint32_t nblocks, struct mrs_error *err)
 {
@@ -516,10 +489,6 @@ int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg
 	for (uint32_t i = 0; i < nblocks; i++)
 		pthread_mutex_init(&cs->store_lock[i], NULL);
 	size_buffers(cs);
-	if (choose_read_into_target(cs)) {
-		ret = mrs_err(err, -ENOMEM, "out of memory");
-		goto fail;
-	}
 	cs->buf_align = 4096;
 	if (cs->cfg.direct) {
 		fd = open_image(cfg, O_RDONLY | O_CLOEXEC);
@@ -732,7 +701,6 @@ void mrs_chanset_close(struct mrs_chanset *cs)
 	for (uint32_t i = 0; cs->store_lock && i < cs->nblocks; i++)
 		pthread_mutex_destroy(&cs->store_lock[i]);
 	free(cs->store_lock);
-	free(cs->read_into_target);
 	free(cs->bad);
 	pthread_mutex_destroy(&cs->lock);
 	pthread_cond_destroy(&cs->acked);

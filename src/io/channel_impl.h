@@ -44,12 +44,6 @@ struct request {
 	uint32_t bridged;     /* pages of gaps in the run */
 	struct segment *segs; /* reads: the runs of pages moved on (set up once per request) */
 	uint32_t nsegs;
-	/*
-	 * Load with O_DIRECT: buf is the target's own memory (a window of it
-	 * mapped for this request, or its hugetlbfs mapping), not a buffer.
-	 */
-	bool in_target;
-	bool window; /* buf is a window mapped for this request: unmap it when done */
 	uint32_t block;
 	unsigned slot; /* the buffer it holds a reference to */
 	unsigned rec;  /* its job: index into channel.recs */
@@ -152,11 +146,6 @@ struct mrs_chanset {
 	size_t buf_align;
 	unsigned nslots;   /* buffers per channel */
 	unsigned max_segs; /* segments a request can hold */
-	/*
-	 * Per block, load only: read straight into the target's memory (a
-	 * tmpfs or hugetlbfs file, with O_DIRECT), with no buffer between.
-	 */
-	bool *read_into_target;
 	/*
 	 * Per block: held while a channel writes loaded pages to the block's
 	 * file. Writes to one file serialize on its inode lock in the kernel,

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "channel_impl.h"
@@ -355,34 +354,6 @@ static void bridge_read(struct channel *ch, struct request *rq, uint64_t max)
 	}
 }
 
-/*
- * Load with O_DIRECT into a target in memory: point the request at the
- * target's own pages (a window mapped for the request, unmapped when it is
- * done, so that memory use stays bounded by what is in flight). Not with a
- * check: the bytes would be in the target before their hash was. False
- * to read into the buffer as usual (also when the mapping fails).
- */
-static bool read_into_target(struct channel *ch, struct request *rq)
-{
-	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
-	uint64_t off = rq->first_page * b->page_size, len = rq->npages * b->page_size;
-	void *w;
-
-	if (!ch->set->read_into_target[ch->cur.block] || (ch->cur.flags & MRS_JOB_CHECK))
-		return false;
-	if (b->mem) {
-		rq->buf = b->mem + off;
-	} else {
-		w = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, (off_t)off);
-		if (w == MAP_FAILED)
-			return false;
-		rq->buf = w;
-		rq->window = true;
-	}
-	rq->in_target = true;
-	return true;
-}
-
 static enum built build_read(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
@@ -390,15 +361,13 @@ static enum built build_read(struct channel *ch, struct request *rq)
 
 	if (plan_run(ch, max, &n) == DONE)
 		return DONE;
-	/* A buffer even when reading into the target: it bounds what is in flight. */
 	if (!take_slot(ch, &rq->slot))
 		return BLOCKED;
 	rq->first_page = ch->cursor;
 	add_segment(ch, rq, n);
 	bridge_read(ch, rq, max);
 	rq->stage = STAGE_IMAGE_READ;
-	if (!read_into_target(ch, rq))
-		rq->buf = slot_ptr(ch, rq->slot);
+	rq->buf = slot_ptr(ch, rq->slot);
 	return BUILT;
 }
 
@@ -455,7 +424,7 @@ static void submit(struct channel *ch, struct request *rq)
 					  (int)rq->slot);
 	else if (rq->io.write)
 		io_uring_prep_write(sqe, ch->fd, buf, rq->io.len, rq->io.offset);
-	else if (ch->fixed && !rq->in_target)
+	else if (ch->fixed)
 		io_uring_prep_read_fixed(sqe, ch->fd, buf, rq->io.len, rq->io.offset,
 					 (int)rq->slot);
 	else
@@ -563,9 +532,6 @@ static void io_fail(struct channel *ch, const struct request *rq, int res)
 /* The request is over, one way or another. */
 static void finish(struct channel *ch, struct request *rq)
 {
-	if (rq->window)
-		munmap(rq->buf, rq->len);
-	rq->window = false;
 	put_slot(ch, rq->slot);
 	rq->busy = false;
 	ch->recs[rq->rec].outstanding--;
@@ -855,28 +821,6 @@ static enum built move_large_page(struct channel *ch)
 }
 
 /*
- * A run read straight into the target has the image's bytes for the
- * absent pages of its bridged gaps too: make each that is not zero so,
- * since absent pages must read as zero in the target (docs/DESIGN.md,
- * "Bridged gaps"). Holes in the image read as zeros already.
- */
-static void zero_gaps(struct channel *ch, struct request *rq)
-{
-	uint64_t ps = ch->set->blocks[rq->block].page_size;
-	uint32_t p = 0;
-
-	for (uint32_t s = 0; s <= rq->nsegs; s++) {
-		uint32_t end = s < rq->nsegs ? rq->segs[s].first : rq->npages;
-
-		for (; p < end; p++)
-			if (!mrs_page_is_zero(rq->buf + p * ps, ps))
-				memset(rq->buf + p * ps, 0, ps);
-		if (s < rq->nsegs)
-			p = rq->segs[s].first + rq->segs[s].npages;
-	}
-}
-
-/*
  * The ring moved all bytes of a request: count them, and finish the request
  * (a loaded run once it is stored). Only image writes and image reads go
  * through the ring; target writes are pwrite()s (write_pages()).
@@ -891,12 +835,8 @@ static void stage_done(struct channel *ch, struct request *rq)
 	} else {
 		ch->stats.pages_read += rq->npages - rq->bridged;
 		ch->stats.bytes_read += rq->len;
-		if (rq->in_target) {
-			if (judge_run(ch, rq))
-				zero_gaps(ch, rq);
-		} else if (judge_run(ch, rq) &&
-			   ch->recs[rq->rec].job.ops->flow == MRS_FLOW_IMAGE_TO_RAM &&
-			   !atomic_load(&ch->set->failed)) {
+		if (judge_run(ch, rq) && ch->recs[rq->rec].job.ops->flow == MRS_FLOW_IMAGE_TO_RAM &&
+		    !atomic_load(&ch->set->failed)) {
 			ch->store_q[ch->nstore++] = rq; /* finished once stored */
 			return;
 		}

@@ -1377,9 +1377,8 @@ static void load_and_verify(struct img *im, struct mrs_chan_config cfg, const ui
 		fail_msg("verify judged %zu bytes of bridged gaps", nbad);
 	mrs_chanset_close(cs);
 	/*
-	 * With O_DIRECT and no check, the image is read straight into the
-	 * target (a memfd, in memory), bridged gaps included: a restore's
-	 * target is zero where the image has no page, and must stay so.
+	 * And with O_DIRECT and no check, into a target that is zero where
+	 * the image has no page, as a restore's is: it must stay so.
 	 */
 	memset(im->mem[0], 0, im->mem_len[0]);
 	cfg.direct = true;
