@@ -1462,7 +1462,7 @@ static void test_bridged_gaps_never_present(void **state)
 		assert_int_equal(st.pages_written, changed);
 		assert_int_equal(st.pages_zeroed, zeroed);
 		assert_true(st.pages_bridged > 0);
-		/* 75 pages became zero; job edges and the run of 32 cost a few punches. */
+		/* 60 pages became zero; job edges and the run of 32 cost a few punches. */
 		assert_true(st.punches <= 8);
 		assert_hole(&im, 900, 32);
 
