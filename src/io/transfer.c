@@ -386,9 +386,8 @@ static enum built move_large_page(struct channel *ch);
 static enum built build_request(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	struct segment *segs = rq->segs; /* set up once, kept across requests */
 	enum built r;
-
-	struct segment *segs = rq->segs;
 
 	if (b->page_size > ch->set->buf_size)
 		return move_large_page(ch);
@@ -548,8 +547,7 @@ void mrs_chan_drop(struct channel *ch, struct request *rq)
 static bool piece_io(struct channel *ch, uint32_t block, bool write, bool ram, int fd, uint8_t *buf,
 		     uint32_t len, uint64_t off);
 
-/* Loaded bytes on to the block's file at off (the store lock is held); false if that failed the
- * set. */
+/* Loaded bytes on to the block's file at off (the store lock is held); false if that failed the set. */
 static bool store(struct channel *ch, uint32_t block, uint8_t *buf, uint32_t len, uint64_t off)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[block];
