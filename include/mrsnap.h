@@ -448,7 +448,8 @@ struct mrs_restore_opts {
 	 * process (and no other) maps are accepted, if they have their block's
 	 * size (resizing memory the VMM maps would cost it its pages), and a
 	 * path /proc/PID/fd/N of one of its descriptors (a memfd backend) given
-	 * in targets is followed although it is a symlink. 0: none.
+	 * in targets is followed although it is a symlink, if the VMM maps it
+	 * (else it is not its RAM: -EINVAL, unless force). 0: none.
 	 */
 	int vmm_pid;
 	int reserved0; /* zero: fills what would be tail padding */

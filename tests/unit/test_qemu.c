@@ -699,7 +699,10 @@ static void test_devstate_finish(void **state)
 		     NULL);
 }
 
-/* A process standing in for a VMM: it maps a memfd of size bytes and waits. */
+/*
+ * A process standing in for a VMM: it maps a memfd of size bytes (or the
+ * file) and waits; or, not mapping it, only holds it open (a disk image).
+ */
 struct vmm {
 	pid_t pid;
 	int fd;	  /* the memfd's number in the child */
@@ -707,7 +710,7 @@ struct vmm {
 	char path[64];
 };
 
-static void vmm_start(struct vmm *v, uint64_t size, const char *file)
+static void vmm_start_as(struct vmm *v, uint64_t size, const char *file, bool map)
 {
 	int ready[2], hold[2];
 	char c;
@@ -718,7 +721,7 @@ static void vmm_start(struct vmm *v, uint64_t size, const char *file)
 	assert_true(v->pid >= 0);
 	if (v->pid == 0) {
 		int fd = file ? open(file, O_RDWR) : make_memfd(size);
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		void *p = map ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : NULL;
 
 		if (p == MAP_FAILED || write(ready[1], &fd, sizeof(fd)) != sizeof(fd))
 			_exit(1);
@@ -733,6 +736,11 @@ static void vmm_start(struct vmm *v, uint64_t size, const char *file)
 	close(ready[0]);
 	v->hold = hold[1];
 	snprintf(v->path, sizeof(v->path), "/proc/%d/fd/%d", v->pid, v->fd);
+}
+
+static void vmm_start(struct vmm *v, uint64_t size, const char *file)
+{
+	vmm_start_as(v, size, file, true);
 }
 
 static void vmm_stop(struct vmm *v)
@@ -813,6 +821,56 @@ static void test_restore_into_vmm(void **state)
 	mrs_test_tmpdir_remove(dir);
 }
 
+/*
+ * Catches vmm_pid's symlink relaxation reaching past the VMM's RAM: a
+ * descriptor /proc/PID/fd/N of the VMM that it does not map (its disk
+ * image, say, named by mistake) must be refused, neither resized nor
+ * written, whatever its size.
+ */
+static void test_restore_vmm_fd_not_ram(void **state)
+{
+	char *dir = mrs_test_tmpdir(), ram[512], image[512], disk[512];
+	uint8_t *data = malloc(MIB), *back = malloc(2 * MIB), *before = malloc(2 * MIB);
+	struct mrs_ram src = {.name = "pc.ram", .path = ram};
+	uint64_t sizes[] = {MIB, 2 * MIB};
+	struct mrs_error err = {0};
+	struct stat st;
+	struct vmm v;
+	int fd;
+
+	(void)state;
+	if (!mrs_test_have_io_uring())
+		skip();
+	snprintf(ram, sizeof(ram), "%s/guest.ram", dir);
+	snprintf(image, sizeof(image), "%s/vm.img", dir);
+	snprintf(disk, sizeof(disk), "%s/disk.img", dir);
+	mrs_test_fill(data, MIB, 7);
+	mrs_test_fill(before, 2 * MIB, 9);
+	fd = open(ram, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(write(fd, data, MIB), MIB);
+	close(fd);
+	assert_int_equal(mrs_save(image, &src, 1, NULL, NULL, &err), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		fd = open(disk, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		assert_int_equal(write(fd, before, sizes[i]), (ssize_t)sizes[i]);
+		close(fd);
+		vmm_start_as(&v, sizes[i], disk, false);
+		assert_int_equal(restore_into(image, v.path, v.pid, &err), -EINVAL);
+		assert_msg_has(&err, "does not map");
+		vmm_stop(&v);
+		assert_int_equal(stat(disk, &st), 0);
+		assert_int_equal(st.st_size, sizes[i]);
+		fd = open(disk, O_RDONLY);
+		assert_int_equal(pread(fd, back, sizes[i], 0), (ssize_t)sizes[i]);
+		close(fd);
+		assert_memory_equal(back, before, sizes[i]);
+	}
+	free(data);
+	free(back);
+	free(before);
+	mrs_test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -828,6 +886,7 @@ int main(void)
 	    cmocka_unit_test(test_timeout),
 	    cmocka_unit_test(test_devstate_finish),
 	    cmocka_unit_test(test_restore_into_vmm),
+	    cmocka_unit_test(test_restore_vmm_fd_not_ram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
