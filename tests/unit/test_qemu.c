@@ -623,6 +623,35 @@ static void test_timeout(void **state)
 	broken_then_cont(FAKE_QMP_HANG, SHORT_MS, -ETIMEDOUT, "within 200 ms");
 }
 
+/*
+ * Catches cont sent on the connection a stop that timed out left unusable,
+ * when no migration is there to cancel (whose cmd_again would reconnect
+ * first and hide it): the guest that stop may have stopped stays stopped.
+ * Seen failing with mrs_qemu_cont() on mrs_qemu_cmd().
+ */
+static void test_stop_timeout_then_cont(void **state)
+{
+	static const struct fake_qmp_step first[] = {
+	    MACHINE_STEP,
+	    {.cmd = "query-status", .ret = RUNNING},
+	    {.cmd = "stop", .action = FAKE_QMP_HANG},
+	};
+	static const struct fake_qmp_step second[] = {{.cmd = "cont"}};
+	struct mrs_freezer *f;
+	struct env e;
+
+	(void)state;
+	env_start(&e, first, ARRAY_SIZE(first), SHORT_MS);
+	env_second(&e, second, ARRAY_SIZE(second));
+	assert_int_equal(freeze_thaw(&e, &f), -ETIMEDOUT);
+	assert_msg_has(&e.err, "cannot stop the guest");
+	assert_int_equal(mrs_freezer_thaw(f, &e.err), 0);
+	mrs_freezer_free(f);
+	env_end(&e);
+	assert_string_equal(last_cmd(e.f2), "cont");
+	env_free(&e);
+}
+
 /* What QEMU says while a migration runs, ending with status (a format for it). */
 #define MIGRATION_EVENTS                                                                           \
 	"{\"event\": \"MIGRATION_PASS\", \"data\": {\"pass\": 1}}\n"                               \
@@ -884,6 +913,7 @@ int main(void)
 	    cmocka_unit_test(test_migrate_refused),
 	    cmocka_unit_test(test_close_mid_command),
 	    cmocka_unit_test(test_timeout),
+	    cmocka_unit_test(test_stop_timeout_then_cont),
 	    cmocka_unit_test(test_devstate_finish),
 	    cmocka_unit_test(test_restore_into_vmm),
 	    cmocka_unit_test(test_restore_vmm_fd_not_ram),
