@@ -125,6 +125,15 @@ start notwaiting 64 file
 expect_rc 2 "$MRSNAP" restore --qmp "$T/notwaiting.sock" "$T/a.img"
 expect_err "not waiting for incoming state"
 
+# A backend's file removed after QEMU started: refused, nothing created
+# (restore wrote a new file QEMU never saw, then fed it the device state).
+start gone 64 file -incoming defer
+rm -f "$R/gone.ram"
+expect_rc 2 "$MRSNAP" restore --qmp "$T/gone.sock" "$T/a.img"
+expect_err "does not map '$R/gone.ram'"
+[ -e "$R/gone.ram" ] && fail "restore created a file QEMU does not map"
+expect_status gone inmigrate "after a refused restore"
+
 # And one that does: memfd this time; --paused leaves the guest paused.
 start dst 64 memfd -incoming defer
 expect_rc 0 "$MRSNAP" restore --qmp "$T/dst.sock" --paused "$T/a.img"

@@ -364,6 +364,41 @@ static void free_image(struct mrs_image_info *info)
 	free(info);
 }
 
+/* The blocks of ram again, each a file of its size in dir that this process maps. */
+struct mapped {
+	struct mrs_ram ram[2];
+	char path[2][512];
+	void *map[2];
+	unsigned n;
+};
+
+static void map_blocks(struct mapped *m, const char *dir, const struct mrs_ram *ram, unsigned n)
+{
+	assert_true(n <= 2);
+	m->n = n;
+	for (unsigned i = 0; i < n; i++) {
+		int fd;
+
+		snprintf(m->path[i], sizeof(m->path[i]), "%s/%s.ram", dir, ram[i].name);
+		fd = open(m->path[i], O_RDWR | O_CREAT, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)ram[i].size), 0);
+		m->map[i] = mmap(NULL, ram[i].size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		assert_true(m->map[i] != MAP_FAILED);
+		close(fd);
+		m->ram[i] =
+		    (struct mrs_ram){.name = ram[i].name, .path = m->path[i], .size = ram[i].size};
+	}
+}
+
+static void unmap_blocks(struct mapped *m)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		munmap(m->map[i], m->ram[i].size);
+		unlink(m->path[i]);
+	}
+}
+
 /* A session whose QEMU has file backends pc.ram (1 MiB) and extra (1 MiB), in status. */
 #define TWO_FILE_BACKENDS(list)                                                                    \
 	{.cmd = "qom-list", .ret = list}, {.cmd = "qom-get", .ret = "\"memory-backend-file\""},    \
@@ -380,7 +415,9 @@ static void free_image(struct mrs_image_info *info)
  * differs, a block of the image QEMU lacks, a backend the image lacks, each
  * named in one message, before QEMU is changed at all (no capability set);
  * and a QEMU that is not waiting for incoming state, an image without
- * device state, another machine type.
+ * device state, another machine type; and a backend's target QEMU does not
+ * map (its mem-path file removed since it started: restore would create a
+ * file QEMU never sees, seen with a real QEMU before check_qemu_maps()).
  */
 static void test_incoming_checks(void **state)
 {
@@ -395,8 +432,10 @@ static void test_incoming_checks(void **state)
 	    {.cmd = "query-status", .ret = INMIGRATE},
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "query-status", .ret = INMIGRATE},
+	    {.cmd = "query-status", .ret = INMIGRATE},
 	    CAPS_STEP,
 	};
+	struct mapped mapped;
 	struct mrs_image_info *bad = fake_image(blocks, 2, true, "pc-i440fx-7.2");
 	struct mrs_image_info *ok = fake_image(good, 2, true, "pc-i440fx-7.2");
 	struct mrs_image_info *ram_only = fake_image(good, 2, false, "");
@@ -409,6 +448,7 @@ static void test_incoming_checks(void **state)
 	(void)state;
 	env_start(&e, steps, ARRAY_SIZE(steps), 0);
 	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), 0);
+	map_blocks(&mapped, e.dir, ram, n);
 	assert_int_equal(mrs_qemu_incoming(e.q, bad, ram, n, &sink, &e.err), -MRS_EUSAGE);
 	assert_msg_has(&e.err, "block 'pc.ram' is 2097152 bytes in the image, 1048576 in QEMU");
 	assert_msg_has(&e.err, "QEMU's backend 'extra' (1048576 bytes) is not in the image");
@@ -420,9 +460,13 @@ static void test_incoming_checks(void **state)
 	assert_msg_has(&e.err, "machine type 'pc-q35-7.2', QEMU runs 'pc-i440fx-7.2'");
 	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), -MRS_EUSAGE);
 	assert_msg_has(&e.err, "not waiting for incoming state (its status is 'running')");
-	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), 0);
+	/* QEMU (this process: the fake is a thread) does not map /dev/shm/a.ram. */
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), -MRS_EUSAGE);
+	assert_msg_has(&e.err, "does not map '/dev/shm/a.ram', the target of its backend 'pc.ram'");
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, mapped.ram, n, &sink, &e.err), 0);
 	assert_non_null(sink.start);
 	assert_int_equal(sink.size, sizeof(sink));
+	unmap_blocks(&mapped);
 	env_end(&e);
 	env_free(&e);
 	free_image(bad);
