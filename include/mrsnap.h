@@ -448,7 +448,8 @@ struct mrs_restore_opts {
 	 * process (and no other) maps are accepted, if they have their block's
 	 * size (resizing memory the VMM maps would cost it its pages), and a
 	 * path /proc/PID/fd/N of one of its descriptors (a memfd backend) given
-	 * in targets is followed although it is a symlink. 0: none.
+	 * in targets is followed although it is a symlink, if the VMM maps it
+	 * (else it is not its RAM: -EINVAL, unless force). 0: none.
 	 */
 	int vmm_pid;
 	int reserved0; /* zero: fills what would be tail padding */
@@ -671,7 +672,9 @@ int mrs_qemu_devstate_source(struct mrs_qemu *q, struct mrs_devstate_source *src
 /*
  * Before mrs_restore into a QEMU started with -incoming defer: check that
  * it waits for a migration (state inmigrate), that its backends are the
- * image's blocks (names and sizes; every difference is named) and that the
+ * image's blocks (names and sizes; every difference is named), that QEMU
+ * maps each backend's target in ram (-MRS_EUSAGE: a mem-path file removed
+ * since QEMU started would be written where QEMU never looks) and that the
  * image holds device state of its machine type; set the capabilities; fill
  * sink (migrate-incoming fd:). ram: from mrs_qemu_ram(). Pass
  * mrs_qemu_pid() as mrs_restore_opts.vmm_pid, so that the backends QEMU

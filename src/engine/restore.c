@@ -171,6 +171,18 @@ static int check_mapped(struct restore *r, const struct mrs_ram_map *t, struct m
 	return 0;
 }
 
+/*
+ * Whether path is /proc/VMM/fd/N, one of the VMM's own descriptors (a
+ * memfd backend has no other name): a symlink, followed without force.
+ */
+static bool is_vmm_fd(const char *path, int vmm)
+{
+	int pid, fd, end = 0;
+
+	return vmm > 0 && sscanf(path, "/proc/%d/fd/%d%n", &pid, &fd, &end) == 2 && !path[end] &&
+	       pid == vmm && fd >= 0;
+}
+
 /* The rules for one probed target, and that no earlier block goes to the same file. */
 static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 {
@@ -188,19 +200,15 @@ static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 		if (ret)
 			return ret;
 	}
+	/* Followed as the VMM's own, it must be its memory, not any file it has open. */
+	if (r->named[b] && !r->opts->force && is_vmm_fd(t->path, r->opts->vmm_pid) &&
+	    !mrs_ram_mapped_by_pid(r->opts->vmm_pid, t->dev, t->ino))
+		return mrs_err(
+		    err, -EINVAL,
+		    "target '%s' of block '%s' is a descriptor the VMM (pid %d) does not "
+		    "map: not its RAM (a disk image?); use --force to write it anyway",
+		    t->path, t->name, r->opts->vmm_pid);
 	return check_mapped(r, t, err);
-}
-
-/*
- * Whether path is /proc/VMM/fd/N, one of the VMM's own descriptors (a
- * memfd backend has no other name): a symlink, followed without force.
- */
-static bool is_vmm_fd(const char *path, int vmm)
-{
-	int pid, fd, end = 0;
-
-	return vmm > 0 && sscanf(path, "/proc/%d/fd/%d%n", &pid, &fd, &end) == 2 && !path[end] &&
-	       pid == vmm && fd >= 0;
 }
 
 /* Every target probed (opened if it exists, nothing changed) and checked. */

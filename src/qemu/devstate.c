@@ -13,9 +13,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error.h"
 #include "qemu_impl.h"
+#include "ram.h"
 
 #define FD_URI "fd:" MRS_QEMU_FDNAME
 
@@ -258,6 +260,33 @@ static int check_blocks(const struct mrs_qemu *q, const struct mrs_image_info *i
 	return 0;
 }
 
+/*
+ * Each backend's target must be memory QEMU maps: a mem-path file removed
+ * or replaced since QEMU started (or a --ram elsewhere) would be written,
+ * created even, and QEMU would load its device state over RAM that never
+ * saw the image. Not checked when QEMU's pid is not known.
+ */
+static int check_qemu_maps(const struct mrs_qemu *q, const struct mrs_ram *ram, unsigned nram,
+			   struct mrs_error *err)
+{
+	for (unsigned i = 0; i < nram && q->pid > 0; i++) {
+		struct stat st;
+		bool backend = false;
+
+		for (unsigned b = 0; b < q->nbackends && !backend; b++)
+			backend = !strcmp(q->backends[b].id, ram[i].name);
+		if (!backend)
+			continue;
+		if (stat(ram[i].path, &st) || !mrs_ram_mapped_by_pid(q->pid, st.st_dev, st.st_ino))
+			return mrs_err(err, -MRS_EUSAGE,
+				       "QEMU (pid %d) does not map '%s', the target of its backend "
+				       "'%s': RAM written there would not reach the guest (was the "
+				       "file removed or replaced after QEMU started?)",
+				       q->pid, ram[i].path, ram[i].name);
+	}
+	return 0;
+}
+
 static int check_waiting(struct mrs_qemu *q, struct mrs_error *err)
 {
 	char status[64];
@@ -295,6 +324,8 @@ int mrs_qemu_incoming(struct mrs_qemu *q, const struct mrs_image_info *image,
 		ret = mrs_qemu_read_backends(q, err);
 	if (!ret)
 		ret = check_blocks(q, image, ram, nram, err);
+	if (!ret)
+		ret = check_qemu_maps(q, ram, nram, err);
 	if (!ret)
 		ret = mrs_qemu_set_capabilities(q, err);
 	if (ret)

@@ -543,6 +543,34 @@ static void test_source_failures(void **state)
 	}
 }
 
+/*
+ * A source that closes its end at once and says it succeeded: no image (a
+ * DEVICE record of length 0 is one every reader refuses), the freezer
+ * thawed. Catches an image published with an empty device state. Seen
+ * failing with save's check of the length taken out.
+ */
+static void test_source_sends_nothing(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_devstate_source src;
+	struct mrs_save_opts o;
+	struct mrs_error err = {0};
+
+	if (!mrs_test_have_io_uring())
+		skip();
+	f->vmm = (struct vmm){.fd = -1, .len = 0};
+	src = source_for(&f->vmm);
+	o = save_opts(f, &src);
+	freezes = thaws = 0;
+	assert_int_equal(mrs_save(f->image, &f->spec, 1, &o, NULL, &err), -EPROTO);
+	assert_msg_has(&err, "the VMM sent no device state");
+	assert_int_equal(f->vmm.finishes, 1);
+	assert_int_equal(freezes, 1);
+	assert_int_equal(thaws, 1);
+	vmm_done(&f->vmm);
+	assert_no_image(f);
+}
+
 static int cancel_calls;
 /* Asks to stop at its third call while the device state moves (not in a round). */
 static int cancel_soon(void *ctx, const struct mrs_progress *p)
@@ -788,6 +816,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_damaged_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_source_failures, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_source_never_closes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_source_sends_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sink_hangs_up, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_region_overlap_rejected, setup, teardown),

@@ -364,6 +364,41 @@ static void free_image(struct mrs_image_info *info)
 	free(info);
 }
 
+/* The blocks of ram again, each a file of its size in dir that this process maps. */
+struct mapped {
+	struct mrs_ram ram[2];
+	char path[2][512];
+	void *map[2];
+	unsigned n;
+};
+
+static void map_blocks(struct mapped *m, const char *dir, const struct mrs_ram *ram, unsigned n)
+{
+	assert_true(n <= 2);
+	m->n = n;
+	for (unsigned i = 0; i < n; i++) {
+		int fd;
+
+		snprintf(m->path[i], sizeof(m->path[i]), "%s/%s.ram", dir, ram[i].name);
+		fd = open(m->path[i], O_RDWR | O_CREAT, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)ram[i].size), 0);
+		m->map[i] = mmap(NULL, ram[i].size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		assert_true(m->map[i] != MAP_FAILED);
+		close(fd);
+		m->ram[i] =
+		    (struct mrs_ram){.name = ram[i].name, .path = m->path[i], .size = ram[i].size};
+	}
+}
+
+static void unmap_blocks(struct mapped *m)
+{
+	for (unsigned i = 0; i < m->n; i++) {
+		munmap(m->map[i], m->ram[i].size);
+		unlink(m->path[i]);
+	}
+}
+
 /* A session whose QEMU has file backends pc.ram (1 MiB) and extra (1 MiB), in status. */
 #define TWO_FILE_BACKENDS(list)                                                                    \
 	{.cmd = "qom-list", .ret = list}, {.cmd = "qom-get", .ret = "\"memory-backend-file\""},    \
@@ -380,7 +415,9 @@ static void free_image(struct mrs_image_info *info)
  * differs, a block of the image QEMU lacks, a backend the image lacks, each
  * named in one message, before QEMU is changed at all (no capability set);
  * and a QEMU that is not waiting for incoming state, an image without
- * device state, another machine type.
+ * device state, another machine type; and a backend's target QEMU does not
+ * map (its mem-path file removed since it started: restore would create a
+ * file QEMU never sees, seen with a real QEMU before check_qemu_maps()).
  */
 static void test_incoming_checks(void **state)
 {
@@ -395,8 +432,10 @@ static void test_incoming_checks(void **state)
 	    {.cmd = "query-status", .ret = INMIGRATE},
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "query-status", .ret = INMIGRATE},
+	    {.cmd = "query-status", .ret = INMIGRATE},
 	    CAPS_STEP,
 	};
+	struct mapped mapped;
 	struct mrs_image_info *bad = fake_image(blocks, 2, true, "pc-i440fx-7.2");
 	struct mrs_image_info *ok = fake_image(good, 2, true, "pc-i440fx-7.2");
 	struct mrs_image_info *ram_only = fake_image(good, 2, false, "");
@@ -409,6 +448,7 @@ static void test_incoming_checks(void **state)
 	(void)state;
 	env_start(&e, steps, ARRAY_SIZE(steps), 0);
 	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), 0);
+	map_blocks(&mapped, e.dir, ram, n);
 	assert_int_equal(mrs_qemu_incoming(e.q, bad, ram, n, &sink, &e.err), -MRS_EUSAGE);
 	assert_msg_has(&e.err, "block 'pc.ram' is 2097152 bytes in the image, 1048576 in QEMU");
 	assert_msg_has(&e.err, "QEMU's backend 'extra' (1048576 bytes) is not in the image");
@@ -420,9 +460,13 @@ static void test_incoming_checks(void **state)
 	assert_msg_has(&e.err, "machine type 'pc-q35-7.2', QEMU runs 'pc-i440fx-7.2'");
 	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), -MRS_EUSAGE);
 	assert_msg_has(&e.err, "not waiting for incoming state (its status is 'running')");
-	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), 0);
+	/* QEMU (this process: the fake is a thread) does not map /dev/shm/a.ram. */
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), -MRS_EUSAGE);
+	assert_msg_has(&e.err, "does not map '/dev/shm/a.ram', the target of its backend 'pc.ram'");
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, mapped.ram, n, &sink, &e.err), 0);
 	assert_non_null(sink.start);
 	assert_int_equal(sink.size, sizeof(sink));
+	unmap_blocks(&mapped);
 	env_end(&e);
 	env_free(&e);
 	free_image(bad);
@@ -623,6 +667,35 @@ static void test_timeout(void **state)
 	broken_then_cont(FAKE_QMP_HANG, SHORT_MS, -ETIMEDOUT, "within 200 ms");
 }
 
+/*
+ * Catches cont sent on the connection a stop that timed out left unusable,
+ * when no migration is there to cancel (whose cmd_again would reconnect
+ * first and hide it): the guest that stop may have stopped stays stopped.
+ * Seen failing with mrs_qemu_cont() on mrs_qemu_cmd().
+ */
+static void test_stop_timeout_then_cont(void **state)
+{
+	static const struct fake_qmp_step first[] = {
+	    MACHINE_STEP,
+	    {.cmd = "query-status", .ret = RUNNING},
+	    {.cmd = "stop", .action = FAKE_QMP_HANG},
+	};
+	static const struct fake_qmp_step second[] = {{.cmd = "cont"}};
+	struct mrs_freezer *f;
+	struct env e;
+
+	(void)state;
+	env_start(&e, first, ARRAY_SIZE(first), SHORT_MS);
+	env_second(&e, second, ARRAY_SIZE(second));
+	assert_int_equal(freeze_thaw(&e, &f), -ETIMEDOUT);
+	assert_msg_has(&e.err, "cannot stop the guest");
+	assert_int_equal(mrs_freezer_thaw(f, &e.err), 0);
+	mrs_freezer_free(f);
+	env_end(&e);
+	assert_string_equal(last_cmd(e.f2), "cont");
+	env_free(&e);
+}
+
 /* What QEMU says while a migration runs, ending with status (a format for it). */
 #define MIGRATION_EVENTS                                                                           \
 	"{\"event\": \"MIGRATION_PASS\", \"data\": {\"pass\": 1}}\n"                               \
@@ -699,7 +772,10 @@ static void test_devstate_finish(void **state)
 		     NULL);
 }
 
-/* A process standing in for a VMM: it maps a memfd of size bytes and waits. */
+/*
+ * A process standing in for a VMM: it maps a memfd of size bytes (or the
+ * file) and waits; or, not mapping it, only holds it open (a disk image).
+ */
 struct vmm {
 	pid_t pid;
 	int fd;	  /* the memfd's number in the child */
@@ -707,7 +783,7 @@ struct vmm {
 	char path[64];
 };
 
-static void vmm_start(struct vmm *v, uint64_t size, const char *file)
+static void vmm_start_as(struct vmm *v, uint64_t size, const char *file, bool map)
 {
 	int ready[2], hold[2];
 	char c;
@@ -718,7 +794,7 @@ static void vmm_start(struct vmm *v, uint64_t size, const char *file)
 	assert_true(v->pid >= 0);
 	if (v->pid == 0) {
 		int fd = file ? open(file, O_RDWR) : make_memfd(size);
-		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		void *p = map ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : NULL;
 
 		if (p == MAP_FAILED || write(ready[1], &fd, sizeof(fd)) != sizeof(fd))
 			_exit(1);
@@ -733,6 +809,11 @@ static void vmm_start(struct vmm *v, uint64_t size, const char *file)
 	close(ready[0]);
 	v->hold = hold[1];
 	snprintf(v->path, sizeof(v->path), "/proc/%d/fd/%d", v->pid, v->fd);
+}
+
+static void vmm_start(struct vmm *v, uint64_t size, const char *file)
+{
+	vmm_start_as(v, size, file, true);
 }
 
 static void vmm_stop(struct vmm *v)
@@ -813,6 +894,56 @@ static void test_restore_into_vmm(void **state)
 	mrs_test_tmpdir_remove(dir);
 }
 
+/*
+ * Catches vmm_pid's symlink relaxation reaching past the VMM's RAM: a
+ * descriptor /proc/PID/fd/N of the VMM that it does not map (its disk
+ * image, say, named by mistake) must be refused, neither resized nor
+ * written, whatever its size.
+ */
+static void test_restore_vmm_fd_not_ram(void **state)
+{
+	char *dir = mrs_test_tmpdir(), ram[512], image[512], disk[512];
+	uint8_t *data = malloc(MIB), *back = malloc(2 * MIB), *before = malloc(2 * MIB);
+	struct mrs_ram src = {.name = "pc.ram", .path = ram};
+	uint64_t sizes[] = {MIB, 2 * MIB};
+	struct mrs_error err = {0};
+	struct stat st;
+	struct vmm v;
+	int fd;
+
+	(void)state;
+	if (!mrs_test_have_io_uring())
+		skip();
+	snprintf(ram, sizeof(ram), "%s/guest.ram", dir);
+	snprintf(image, sizeof(image), "%s/vm.img", dir);
+	snprintf(disk, sizeof(disk), "%s/disk.img", dir);
+	mrs_test_fill(data, MIB, 7);
+	mrs_test_fill(before, 2 * MIB, 9);
+	fd = open(ram, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(write(fd, data, MIB), MIB);
+	close(fd);
+	assert_int_equal(mrs_save(image, &src, 1, NULL, NULL, &err), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		fd = open(disk, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		assert_int_equal(write(fd, before, sizes[i]), (ssize_t)sizes[i]);
+		close(fd);
+		vmm_start_as(&v, sizes[i], disk, false);
+		assert_int_equal(restore_into(image, v.path, v.pid, &err), -EINVAL);
+		assert_msg_has(&err, "does not map");
+		vmm_stop(&v);
+		assert_int_equal(stat(disk, &st), 0);
+		assert_int_equal(st.st_size, sizes[i]);
+		fd = open(disk, O_RDONLY);
+		assert_int_equal(pread(fd, back, sizes[i], 0), (ssize_t)sizes[i]);
+		close(fd);
+		assert_memory_equal(back, before, sizes[i]);
+	}
+	free(data);
+	free(back);
+	free(before);
+	mrs_test_tmpdir_remove(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -826,8 +957,10 @@ int main(void)
 	    cmocka_unit_test(test_migrate_refused),
 	    cmocka_unit_test(test_close_mid_command),
 	    cmocka_unit_test(test_timeout),
+	    cmocka_unit_test(test_stop_timeout_then_cont),
 	    cmocka_unit_test(test_devstate_finish),
 	    cmocka_unit_test(test_restore_into_vmm),
+	    cmocka_unit_test(test_restore_vmm_fd_not_ram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
