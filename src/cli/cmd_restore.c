@@ -12,6 +12,11 @@ static const char usage[] =
     "\n"
     "  --ram NAME=PATH     where block NAME goes; default: the path recorded in IMAGE\n"
     "      --verify        check every page against its checksum as it is loaded\n"
+    "                      (with --clone: the whole image, before any target)\n"
+    "      --clone         share the image's extents instead of copying (XFS with\n"
+    "                      reflink, btrfs): instant at any size; every target a new\n"
+    "                      or empty file on the image's filesystem, RAM then backed\n"
+    "                      by that disk file, not by tmpfs\n"
     "  -j, --channels N    I/O channels, 1-64; default: the number of online CPUs\n"
     "      --depth N       requests in flight per channel (default 32)\n"
     "      --direct        O_DIRECT for reading page data\n"
@@ -32,11 +37,12 @@ static const char usage[] =
     "On failure, targets it created are removed and others partly written named.\n"
     "Exit status: 0 ok, 1 damaged image or checksum mismatch, 2 usage, 3 failed.\n";
 
-enum { OPT_FORCE = 256, OPT_VERIFY, OPT_RAM };
+enum { OPT_FORCE = 256, OPT_VERIFY, OPT_RAM, OPT_CLONE };
 
 static const struct option options[] = {
     {"ram", required_argument, NULL, OPT_RAM},
     {"verify", no_argument, NULL, OPT_VERIFY},
+    {"clone", no_argument, NULL, OPT_CLONE},
     {"force", no_argument, NULL, OPT_FORCE},
     CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
@@ -54,6 +60,7 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 		cli_json_begin_doc(&j, true);
 		jw_u64(&j, "channels", r->channels);
 		jw_bool(&j, "verified", verify);
+		jw_bool(&j, "cloned", r->cloned);
 		cli_json_blocks(&j, r->blocks, r->nblocks,
 				CLI_BLOCKS_COUNTED | CLI_BLOCKS_RESTORED);
 		jw_u64(&j, "pages_total", r->pages_total);
@@ -67,9 +74,15 @@ static void print_report(const char *image, const struct mrs_restore_report *r, 
 	}
 	cli_fmt_bytes(bytes, sizeof(bytes), r->bytes_read);
 	cli_fmt_bytes(rate, sizeof(rate), s > 0 ? (uint64_t)((double)r->bytes_read / s) : 0);
-	printf("%s: restored %u block%s, %llu of %llu pages read (%s%s), %.2f s, %s/s\n", image,
-	       r->nblocks, r->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_read,
-	       (unsigned long long)r->pages_total, bytes, verify ? ", verified" : "", s, rate);
+	if (r->cloned)
+		printf("%s: cloned %u block%s, %llu pages, none copied (%s), %.3f s\n", image,
+		       r->nblocks, r->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_total,
+		       verify ? "the image verified first" : "checksums not read", s);
+	else
+		printf("%s: restored %u block%s, %llu of %llu pages read (%s%s), %.2f s, %s/s\n",
+		       image, r->nblocks, r->nblocks == 1 ? "" : "s",
+		       (unsigned long long)r->pages_read, (unsigned long long)r->pages_total, bytes,
+		       verify ? ", verified" : "", s, rate);
 	for (uint32_t b = 0; r->blocks && b < r->nblocks; b++)
 		printf("  %s -> %s%s\n", r->blocks[b].name, r->blocks[b].path,
 		       r->blocks[b].created ? " (created)" : "");
@@ -101,6 +114,9 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case OPT_VERIFY:
 			opts.verify = 1;
+			break;
+		case OPT_CLONE:
+			opts.clone = 1;
 			break;
 		case OPT_FORCE:
 			opts.force = 1;
