@@ -59,11 +59,11 @@ static int probe(const struct mrs_image_reader *img, const struct mrs_block_head
 			       "with reflink, btrfs); nothing was written",
 			       t->path, t->name, img->path);
 	if (ret)
-		return mrs_err_errno(err, ret,
-				     "target '%s' of block '%s' cannot share the extents of '%s' "
-				     "(--clone needs a filesystem that shares extents: XFS with "
-				     "reflink, btrfs); nothing was written",
-				     t->path, t->name, img->path);
+		return mrs_err(err, ret,
+			       "target '%s' of block '%s' cannot share the extents of '%s': %s "
+			       "(--clone needs a filesystem that shares extents: XFS with reflink, "
+			       "btrfs); nothing was written",
+			       t->path, t->name, img->path, strerror(-ret));
 	return 0;
 }
 
