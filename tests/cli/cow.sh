@@ -76,6 +76,8 @@ cp "$T/out" "$T/new.json"
 [ "$(json "$T/new.json" .base.shared)" = true ] || fail "extents not shared on XFS: $(cat "$T/new.json")"
 [ "$(json "$T/new.json" .base.blocks_shared)" = 2 ] || fail "not both blocks shared"
 [ "$(json "$T/new.json" .base.notice)" = null ] || fail "a notice on XFS: $(cat "$T/new.json")"
+[ "$("$JSONCHECK" -k .base <"$T/new.json" | tr '\n' ' ')" = "path shared blocks_shared pages_reused notice " ] ||
+	fail "the base object's keys are wrong: $(cat "$T/new.json")"
 grep -q notice "$T/err" && fail "a notice on stderr on XFS: $(cat "$T/err")"
 reused=$(json "$T/new.json" .base.pages_reused)
 written=$(json "$T/new.json" .pages_written)
