@@ -39,6 +39,8 @@ cow_cleanup() {
 	cleanup
 }
 trap cow_cleanup EXIT
+# A signal (make's timeout, Ctrl-C) exits through the EXIT trap, so the mount goes too.
+trap 'exit 1' HUP INT TERM
 
 # json FILE PATH: one value of a --json document.
 json() {
