@@ -61,7 +61,7 @@ struct mrs_error {
 /*
  * Every options struct the caller passes in (mrs_io_opts, mrs_save_opts,
  * mrs_restore_opts, mrs_verify_opts, mrs_freezer_ops, mrs_devstate_source,
- * mrs_devstate_sink) and every report the
+ * mrs_devstate_sink, mrs_qemu_opts) and every report the
  * library fills in (mrs_save_report, mrs_restore_report, mrs_verify_report)
  * begins with size_t size: the sizeof the caller compiled it with. Set it
  * with the struct's _INIT macro, which zeroes every other field:
@@ -245,12 +245,20 @@ struct mrs_devstate_source {
 	/*
 	 * Called after end of file with the bytes received: wait until the VMM
 	 * says whether the transfer succeeded, and return 0 only if it did.
+	 * Not called when the transfer failed before end of file (cancelled,
+	 * MRS_DEVSTATE_IDLE_TIMEOUT_S without a byte, a write error): the
+	 * library has closed its end then, so the VMM's writes fail, and the
+	 * guest is thawed as after any failure. No bytes at all fail the
+	 * snapshot (-EPROTO) after finish.
 	 */
 	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
 	void *ctx;
-	const char *producer; /* recorded, up to 63 bytes: "QEMU 7.2.0"; may be NULL */
-	const char *machine;  /* recorded, up to 63 bytes: "pc-i440fx-7.2"; may be NULL */
+	/* Recorded; longer than 63 bytes is refused (-MRS_EUSAGE), not cut. */
+	const char *producer; /* "QEMU 7.2.0"; may be NULL */
+	const char *machine;  /* "pc-i440fx-7.2"; may be NULL */
 };
+/* The most seconds the library waits for the next byte of device state, either way. */
+#define MRS_DEVSTATE_IDLE_TIMEOUT_S 30
 #define MRS_DEVSTATE_SOURCE_INIT {.size = sizeof(struct mrs_devstate_source)}
 
 struct mrs_devstate_sink {
@@ -263,7 +271,11 @@ struct mrs_devstate_sink {
 	 * end down, and calls finish.
 	 */
 	int (*start)(void *ctx, int fd, struct mrs_error *err);
-	/* Wait until the VMM says whether it loaded the state; 0 only if it did. */
+	/*
+	 * Wait until the VMM says whether it loaded the state; 0 only if it
+	 * did. Not called when sending failed (the VMM stopped reading: -EPIPE;
+	 * cancelled; timed out).
+	 */
 	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
 	void *ctx;
 };
@@ -457,14 +469,18 @@ struct mrs_restore_opts {
 	/*
 	 * Load the image's device state into a VMM after the RAM (NULL: RAM
 	 * only; the report says when the image held device state). A damaged
-	 * device state fails the restore before any target is changed.
+	 * device state fails the restore (-EBADMSG) before any target is
+	 * changed, and so does an image without device state (-MRS_EUSAGE).
+	 * A failure while loading it leaves the RAM targets written, and the
+	 * message says so.
 	 */
 	const struct mrs_devstate_sink *devstate;
 	/*
 	 * A VMM waiting for incoming state (QEMU -incoming): targets that this
-	 * process (and no other) maps are accepted, and a path /proc/PID/fd/N
-	 * of one of its descriptors (a memfd backend) is followed although it is
-	 * a symlink. 0: none.
+	 * process (and no other) maps are accepted, if they have their block's
+	 * size (resizing memory the VMM maps would cost it its pages), and a
+	 * path /proc/PID/fd/N of one of its descriptors (a memfd backend) given
+	 * in targets is followed although it is a symlink. 0: none.
 	 */
 	int vmm_pid;
 	/*
@@ -510,6 +526,8 @@ struct mrs_restore_report {
 	 * count what the verify that came first read, if any.
 	 */
 	int cloned;
+	/* What produced the image's device state, loaded or not ("QEMU 7.2.0"), or "". */
+	char devstate_producer[64];
 };
 #define MRS_RESTORE_REPORT_INIT {.size = sizeof(struct mrs_restore_report)}
 
@@ -570,12 +588,17 @@ struct mrs_verify_report {
 	struct mrs_bad_page_info *bad; /* pages_bad of them, by block and page */
 	uint64_t io_requests;	       /* image I/O requests issued (see mrsnap(1)) */
 	uint64_t io_resubmits;	       /* of them, short or -EAGAIN transfers submitted again */
+	uint64_t devstate_bytes;       /* device state checked against its checksum; 0 if none */
+	int devstate_bad;	       /* it did NOT match: verify fails with -EBADMSG */
+	int reserved0;		       /* zero: fills what would be tail padding */
 };
 #define MRS_VERIFY_REPORT_INIT {.size = sizeof(struct mrs_verify_report)}
 
 /*
- * Check every metadata checksum and every present page of the image.
- * Returns 0 when all matched, -EBADMSG when pages did not (listed in report),
+ * Check every metadata checksum, every present page of the image and its
+ * device state, if it has one.
+ * Returns 0 when all matched, -EBADMSG when pages (listed in report) or the
+ * device state (devstate_bad) did not,
  * another -errno when the image could not be checked (damaged metadata: -EPROTO).
  */
 int mrs_verify(const char *path, const struct mrs_verify_opts *opts,
@@ -619,6 +642,106 @@ struct mrs_image_info {
  */
 int mrs_image_info(const char *path, struct mrs_image_info **info, struct mrs_error *err);
 void mrs_image_info_free(struct mrs_image_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* QEMU                                                                     */
+
+/*
+ * A QEMU driven over its QMP socket (-qmp unix:PATH,server=on,wait=off), for
+ * a snapshot of the whole guest (RAM and device state) and its restore into
+ * a QEMU started with the same memory backends and -incoming defer. The
+ * calls below give what mrs_save and mrs_restore take (RAM blocks, a
+ * freezer, a device-state source or sink); they do not save or restore by
+ * themselves. One connection serves one snapshot or one restore; a QMP
+ * socket takes one client at a time, so nothing else may be connected.
+ *
+ * QEMU's own error text is quoted in messages. Codes: -EREMOTEIO QEMU
+ * refused a command, -ETIMEDOUT no answer in time, -ECONNRESET QEMU closed
+ * the connection (it died, or exited), -EPROTO it sent something that is not
+ * QMP; -MRS_EUSAGE a QEMU set up in a way mrsnap cannot save or restore
+ * (RAM that is not shared, backends that differ from the image's blocks).
+ */
+struct mrs_qemu;
+
+struct mrs_qemu_opts {
+	size_t size;	     /* sizeof(struct mrs_qemu_opts): MRS_QEMU_OPTS_INIT */
+	unsigned timeout_ms; /* for each QMP command and awaited event; default 10000 */
+	unsigned reserved0;  /* zero: fills what would be tail padding */
+};
+#define MRS_QEMU_OPTS_INIT {.size = sizeof(struct mrs_qemu_opts)}
+
+/*
+ * Connect to the QMP socket at path (greeting, capabilities) and learn
+ * QEMU's pid (SO_PEERCRED), version, machine type and run state. opts may
+ * be NULL.
+ */
+int mrs_qemu_connect(struct mrs_qemu **out, const char *path, const struct mrs_qemu_opts *opts,
+		     struct mrs_error *err);
+/* Close the connection; whatever a call below returned from q is gone with it. */
+void mrs_qemu_close(struct mrs_qemu *q);
+
+int mrs_qemu_pid(const struct mrs_qemu *q); /* of the QEMU process; 0 if unknown */
+const char *mrs_qemu_producer(const struct mrs_qemu *q); /* "QEMU 7.2.22" */
+const char *mrs_qemu_machine(const struct mrs_qemu *q);	 /* "pc-i440fx-7.2" */
+
+/*
+ * QEMU's RAM as blocks: each memory backend (qom-list /objects) is a block
+ * named by its id ("pc.ram", the RAM block's name in QEMU's stream), of the
+ * backend's size, at the file of a memory-backend-file (mem-path) or at
+ * /proc/PID/fd/N for a memory-backend-memfd (the descriptor of QEMU that
+ * holds it, told apart by size). A block in given (--ram NAME=PATH) takes
+ * the place of the backend of its name, or is added. Refused, naming the
+ * backend (-MRS_EUSAGE): one that is not shared (memory-backend-ram,
+ * share=off: its pages are QEMU's private memory), of another kind, or
+ * memfd backends whose descriptors cannot be told apart (given then with
+ * --ram). *ram (*nram of them) stays q's, valid until the next call or
+ * mrs_qemu_close().
+ */
+int mrs_qemu_ram(struct mrs_qemu *q, const struct mrs_ram *given, unsigned ngiven,
+		 const struct mrs_ram **ram, unsigned *nram, struct mrs_error *err);
+
+/*
+ * A freezer for mrs_save: freeze is QMP stop, confirmed by query-status;
+ * thaw is cont. A guest that was not running when frozen (paused before
+ * mrsnap came) is left so: thaw then sends nothing. To leave a guest paused
+ * after a good snapshot, use mrs_save_opts.leave_frozen: on failure it is
+ * resumed all the same. Free it (mrs_freezer_free) before closing q.
+ */
+int mrs_qemu_freezer(struct mrs_qemu *q, struct mrs_freezer **out, struct mrs_error *err);
+
+/*
+ * A device-state source for mrs_save: QEMU's migration stream with the
+ * capabilities x-ignore-shared (shared RAM is left out: mrsnap saved it)
+ * and events set here, sent over a descriptor passed with getfd to
+ * migrate fd:. Producer and machine are filled in. src stays valid while q
+ * is open.
+ */
+int mrs_qemu_devstate_source(struct mrs_qemu *q, struct mrs_devstate_source *src,
+			     struct mrs_error *err);
+
+/*
+ * Before mrs_restore into a QEMU started with -incoming defer: check that
+ * it waits for a migration (state inmigrate), that its backends are the
+ * image's blocks (names and sizes; every difference is named) and that the
+ * image holds device state of its machine type; set the capabilities; fill
+ * sink (migrate-incoming fd:). ram: from mrs_qemu_ram(). Pass
+ * mrs_qemu_pid() as mrs_restore_opts.vmm_pid, so that the backends QEMU
+ * maps are accepted as targets.
+ */
+int mrs_qemu_incoming(struct mrs_qemu *q, const struct mrs_image_info *image,
+		      const struct mrs_ram *ram, unsigned nram, struct mrs_devstate_sink *sink,
+		      struct mrs_error *err);
+
+/* Let the guest run (cont): after a restore, unless it is to stay paused. */
+int mrs_qemu_resume(struct mrs_qemu *q, struct mrs_error *err);
+
+/*
+ * After a snapshot: what the caller should tell the user, or NULL. Set when
+ * QEMU put the shared RAM into its own stream although x-ignore-shared was
+ * on (newer QEMUs do so for memfd backends): the image is right, but holds
+ * that RAM twice and its downtime paid for it.
+ */
+const char *mrs_qemu_warning(const struct mrs_qemu *q);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,8 @@
 
 static const char usage[] =
     "Usage: mrsnap info [--json] IMAGE\n"
-    "Describe IMAGE: format, whether it is complete, its blocks and rounds.\n"
+    "Describe IMAGE: format, whether it is complete, its blocks, rounds and device\n"
+    "state.\n"
     "\n"
     "      --json          print it as JSON on stdout\n"
     "  -h, --help          show this help\n"
@@ -49,7 +50,35 @@ static void print_json(const struct mrs_image_info *in)
 	/* An incomplete image has not counted its pages yet: null, not 0. */
 	cli_json_blocks(&j, in->blocks, in->nblocks, in->complete ? CLI_BLOCKS_COUNTED : 0);
 	cli_json_rounds(&j, in->rounds, in->nrounds);
+	jw_object(&j, "devstate");
+	jw_bool(&j, "present", in->devstate.present);
+	if (in->devstate.present) {
+		jw_u64(&j, "offset", in->devstate.offset);
+		jw_u64(&j, "length_bytes", in->devstate.length);
+		jw_hex64(&j, "checksum", in->devstate.checksum);
+		jw_str(&j, "producer", in->devstate.producer);
+		jw_str(&j, "machine", in->devstate.machine);
+	}
+	jw_close(&j);
 	jw_end(&j);
+}
+
+/* The device-state region: what it is and where, or that there is none. */
+static void print_devstate(const struct mrs_devstate_info *d)
+{
+	char len[32];
+
+	if (!d->present) {
+		printf("device:     none (RAM only)\n");
+		return;
+	}
+	cli_fmt_bytes(len, sizeof(len), d->length);
+	printf("device:     %s (%llu bytes) of device state from %s", len,
+	       (unsigned long long)d->length, d->producer[0] ? d->producer : "an unnamed VMM");
+	if (d->machine[0])
+		printf(", machine %s", d->machine);
+	printf("\n  region:   offset 0x%llx, checksum %016llx\n", (unsigned long long)d->offset,
+	       (unsigned long long)d->checksum);
 }
 
 static void print_text(const char *image, const struct mrs_image_info *in)
@@ -91,6 +120,8 @@ static void print_text(const char *image, const struct mrs_image_info *in)
 		       (unsigned long long)ri->pages_written, (unsigned long long)ri->pages_zeroed,
 		       cli_seconds(ri->duration_ns));
 	}
+	if (in->complete)
+		print_devstate(&in->devstate);
 }
 
 int cmd_info(int argc, char **argv)

@@ -9,6 +9,7 @@
 
 static const char usage[] =
     "Usage: mrsnap snapshot [OPTIONS] IMAGE --ram NAME=PATH[,size=BYTES] [--ram ...]\n"
+    "       mrsnap snapshot --qmp SOCKET [--live] [--paused] [OPTIONS] IMAGE\n"
     "Write the RAM of a virtual machine into a new image file: paused (the default),\n"
     "frozen by mrsnap for the whole pass, or live, frozen only for a final round.\n"
     "\n"
@@ -38,7 +39,13 @@ static const char usage[] =
     "      --thaw-cmd CMD      ... and CMD to thaw (both or neither)\n"
     "      --leave-frozen      after a good snapshot, leave the guest frozen (to\n"
     "                          kill it); on failure it is thawed all the same\n"
-    "Live snapshots (need a freeze option):\n"
+    "QEMU (RAM and device state, one image):\n"
+    "      --qmp SOCKET        QEMU's QMP socket: its memory backends are the blocks\n"
+    "                          (--ram may still name or replace them), the guest is\n"
+    "                          frozen with stop and cont, and its device state saved\n"
+    "      --paused            after a good snapshot, leave the guest paused; on\n"
+    "                          failure it is resumed all the same\n"
+    "Live snapshots (need --qmp or a freeze option):\n"
     "      --live              copy memory in rounds while the guest runs\n"
     "      --downtime MS       end the rounds once the frozen round (a scan of all\n"
     "                          RAM, and the writes of one round) is expected to take\n"
@@ -65,6 +72,8 @@ enum {
 	OPT_THAW_CMD,
 	OPT_LEAVE_FROZEN,
 	OPT_BASE,
+	OPT_QMP,
+	OPT_PAUSED,
 };
 
 static const struct option options[] = {
@@ -80,6 +89,8 @@ static const struct option options[] = {
     {"thaw-cmd", required_argument, NULL, OPT_THAW_CMD},
     {"leave-frozen", no_argument, NULL, OPT_LEAVE_FROZEN},
     {"base", required_argument, NULL, OPT_BASE},
+    {"qmp", required_argument, NULL, OPT_QMP},
+    {"paused", no_argument, NULL, OPT_PAUSED},
     CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -94,8 +105,14 @@ struct args {
 	int *pids;
 	unsigned npids;
 	const char *cgroup, *freeze_cmd, *thaw_cmd;
-	struct mrs_freezer *freezers[3];
+	struct mrs_freezer *freezers[4];
 	unsigned nfreezers;
+	const char *qmp; /* QEMU's QMP socket */
+	bool paused;
+	struct mrs_qemu *qemu;
+	struct mrs_devstate_source devstate;
+	const struct mrs_ram *blocks; /* what is saved: a->ram, or QEMU's backends with them */
+	unsigned nblocks;
 };
 
 static bool add_ram(struct args *a, char *spec)
@@ -146,6 +163,12 @@ static bool parse_option(struct args *a, int opt)
 	case OPT_LEAVE_FROZEN:
 		a->opts.leave_frozen = 1;
 		return true;
+	case OPT_QMP:
+		a->qmp = optarg;
+		return true;
+	case OPT_PAUSED:
+		a->paused = true;
+		return true;
 	case OPT_FORCE:
 		a->opts.force = 1;
 		return true;
@@ -182,20 +205,26 @@ static bool check_args(struct args *a, int argc, char **argv)
 		cli_usage_error("snapshot", "--base is an empty path");
 		return false;
 	}
-	if (!a->nram) {
-		cli_usage_error("snapshot", "give at least one --ram NAME=PATH");
+	if (!a->nram && !a->qmp) {
+		cli_usage_error("snapshot",
+				"give at least one --ram NAME=PATH, or QEMU's --qmp SOCKET");
+		return false;
+	}
+	if (a->paused && !a->qmp) {
+		cli_usage_error("snapshot", "--paused is for --qmp (elsewhere: --leave-frozen)");
 		return false;
 	}
 	if (!a->freeze_cmd != !a->thaw_cmd) {
 		cli_usage_error("snapshot", "--freeze-cmd and --thaw-cmd go together");
 		return false;
 	}
-	if (a->opts.live && !a->npids && !a->cgroup && !a->freeze_cmd) {
-		cli_usage_error("snapshot", "--live needs a way to freeze the guest for the final "
-					    "round: --freeze-pid, --freeze-cgroup or --freeze-cmd");
+	if (a->opts.live && !a->npids && !a->cgroup && !a->freeze_cmd && !a->qmp) {
+		cli_usage_error("snapshot",
+				"--live needs a way to freeze the guest for the final "
+				"round: --qmp, --freeze-pid, --freeze-cgroup or --freeze-cmd");
 		return false;
 	}
-	if (a->opts.leave_frozen && !a->npids && !a->cgroup && !a->freeze_cmd) {
+	if (a->opts.leave_frozen && !a->npids && !a->cgroup && !a->freeze_cmd && !a->qmp) {
 		cli_usage_error("snapshot", "--leave-frozen needs a way to freeze the guest: "
 					    "--freeze-pid, --freeze-cgroup or --freeze-cmd");
 		return false;
@@ -207,11 +236,36 @@ static bool check_args(struct args *a, int argc, char **argv)
 	return true;
 }
 
+/*
+ * QEMU's RAM, its freezer (first: stopped first, resumed last) and its
+ * device state. Nothing is changed in QEMU but its migration capabilities.
+ */
+static int connect_qemu(struct args *a, struct mrs_error *err)
+{
+	int ret = mrs_qemu_connect(&a->qemu, a->qmp, NULL, err);
+
+	if (!ret)
+		ret = mrs_qemu_ram(a->qemu, a->ram, a->nram, &a->blocks, &a->nblocks, err);
+	if (!ret)
+		ret = mrs_qemu_freezer(a->qemu, &a->freezers[a->nfreezers++], err);
+	if (!ret)
+		ret = mrs_qemu_devstate_source(a->qemu, &a->devstate, err);
+	if (!ret) {
+		a->opts.devstate = &a->devstate;
+		a->opts.leave_frozen = a->opts.leave_frozen || a->paused;
+	}
+	return ret;
+}
+
 static int make_freezers(struct args *a, struct mrs_error *err)
 {
 	int ret = 0;
 
-	if (a->npids)
+	a->blocks = a->ram;
+	a->nblocks = a->nram;
+	if (a->qmp)
+		ret = connect_qemu(a, err);
+	if (!ret && a->npids)
 		ret = mrs_freezer_new_pids(&a->freezers[a->nfreezers++], a->pids, a->npids, err);
 	if (!ret && a->cgroup)
 		ret = mrs_freezer_new_cgroup(&a->freezers[a->nfreezers++], a->cgroup, err);
@@ -248,9 +302,10 @@ static const char *base_notice(const struct args *a, const struct mrs_save_repor
 	}
 	if (r->base_blocks_shared)
 		snprintf(blocks, sizeof(blocks), "%u of %u blocks were",
-			 a->nram - r->base_blocks_shared, a->nram);
+			 a->nblocks - r->base_blocks_shared, a->nblocks);
 	else
-		snprintf(blocks, sizeof(blocks), "%s", a->nram == 1 ? "it was" : "every block was");
+		snprintf(blocks, sizeof(blocks), "%s",
+			 a->nblocks == 1 ? "it was" : "every block was");
 	snprintf(buf, len,
 		 "'%s' cannot share extents with its base '%s' (%s: %s): %s written in full, as "
 		 "without --base",
@@ -269,7 +324,7 @@ static void json_base(struct json *j, const struct args *a, const struct mrs_sav
 	}
 	jw_object(j, "base");
 	jw_str(j, "path", a->opts.base);
-	jw_bool(j, "shared", r->base_blocks_shared == a->nram);
+	jw_bool(j, "shared", r->base_blocks_shared == a->nblocks);
 	jw_u64(j, "blocks_shared", r->base_blocks_shared);
 	jw_u64(j, "pages_reused", r->base_pages_reused);
 	if (notice)
@@ -277,6 +332,31 @@ static void json_base(struct json *j, const struct args *a, const struct mrs_sav
 	else
 		jw_null(j, "notice");
 	jw_close(j);
+}
+
+/* "devstate" (null without one) and "warning" (null if none). */
+static void print_json_devstate(struct json *j, const struct args *a,
+				const struct mrs_save_report *r)
+{
+	const char *warning = a->qemu ? mrs_qemu_warning(a->qemu) : NULL;
+
+	if (!a->opts.devstate) {
+		jw_null(j, "devstate");
+	} else {
+		jw_object(j, "devstate");
+		jw_u64(j, "bytes", r->devstate_bytes);
+		jw_str(j, "producer", a->devstate.producer);
+		if (a->devstate.machine)
+			jw_str(j, "machine", a->devstate.machine);
+		else
+			jw_null(j, "machine");
+		jw_seconds(j, "seconds", cli_seconds(r->devstate_ns));
+		jw_close(j);
+	}
+	if (warning)
+		jw_str(j, "warning", warning);
+	else
+		jw_null(j, "warning");
 }
 
 /* The summary; err is NULL on success, else what went wrong after the rename. */
@@ -308,6 +388,7 @@ static void print_json(const struct args *a, const struct mrs_save_report *r,
 	jw_u64(&j, "image_size_bytes", r->image_size);
 	jw_u64(&j, "stale_temporary_files_removed", r->stale_removed);
 	jw_seconds(&j, "duration_seconds", cli_seconds(r->duration_ns));
+	print_json_devstate(&j, a, r);
 	jw_end(&j);
 }
 
@@ -319,7 +400,7 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 	cli_fmt_bytes(written, sizeof(written), r->bytes_written);
 	cli_fmt_bytes(rate, sizeof(rate), s > 0 ? (uint64_t)((double)r->bytes_written / s) : 0);
 	printf("%s: %u block%s, %llu pages, %llu present, %llu zero; wrote %s in %.2f s, %s/s\n",
-	       a->image, a->nram, a->nram == 1 ? "" : "s", (unsigned long long)r->pages_total,
+	       a->image, a->nblocks, a->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_total,
 	       (unsigned long long)r->pages_present,
 	       (unsigned long long)(r->pages_total - r->pages_present), written, s, rate);
 	if (a->opts.base)
@@ -337,7 +418,15 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 	else if (a->nfreezers && !a->opts.leave_frozen)
 		printf("%s: guest frozen for %.1f ms\n", a->image,
 		       cli_seconds(r->downtime_ns) * 1e3);
-	if (a->opts.leave_frozen)
+	if (a->opts.devstate)
+		printf("%s: device state: %llu bytes from %s%s%s, %.1f ms\n", a->image,
+		       (unsigned long long)r->devstate_bytes, a->devstate.producer,
+		       a->devstate.machine ? ", machine " : "",
+		       a->devstate.machine ? a->devstate.machine : "",
+		       cli_seconds(r->devstate_ns) * 1e3);
+	if (a->paused)
+		printf("%s: the guest is left paused (--paused)\n", a->image);
+	else if (a->opts.leave_frozen)
 		printf("%s: the guest is left frozen (--leave-frozen)\n", a->image);
 }
 
@@ -368,8 +457,10 @@ static int run(struct args *a)
 	a->opts.io = &a->c.io;
 	if (a->opts.live && !a->c.quiet && !a->c.json)
 		a->opts.round_done = round_done;
-	ret = mrs_save(a->image, a->ram, a->nram, &a->opts, &report, &err);
+	ret = mrs_save(a->image, a->blocks, a->nblocks, &a->opts, &report, &err);
 	cli_progress_done();
+	if (a->qemu && mrs_qemu_warning(a->qemu) && !a->c.quiet)
+		cli_error("warning: %s", mrs_qemu_warning(a->qemu));
 	if (ret && report.not_durable) {
 		cli_error("%s", err.msg);
 		if (a->c.json)
@@ -399,8 +490,7 @@ static int run(struct args *a)
 
 int cmd_snapshot(int argc, char **argv)
 {
-	struct args a = {.c = {.io = MRS_IO_OPTS_INIT, .progress = -1},
-			 .opts = MRS_SAVE_OPTS_INIT};
+	struct args a = {.c = {.io = MRS_IO_OPTS_INIT, .progress = -1}, .opts = MRS_SAVE_OPTS_INIT};
 	int opt, code = EXIT_USAGE;
 
 	a.ram = calloc((size_t)argc, sizeof(*a.ram));
@@ -421,6 +511,7 @@ int cmd_snapshot(int argc, char **argv)
 out:
 	for (unsigned i = 0; i < a.nfreezers; i++)
 		mrs_freezer_free(a.freezers[i]);
+	mrs_qemu_close(a.qemu); /* after its freezer */
 	free(a.ram);
 	free(a.pids);
 	return code;

@@ -43,6 +43,13 @@ static void print_json(const struct mrs_verify_report *r, int ret, const char *m
 	jw_u64(&j, "io_requests", r->io_requests);
 	jw_u64(&j, "io_resubmits", r->io_resubmits);
 	jw_seconds(&j, "duration_seconds", cli_seconds(r->duration_ns));
+	jw_object(&j, "devstate");
+	jw_bool(&j, "present", r->devstate_bytes > 0);
+	if (r->devstate_bytes) {
+		jw_u64(&j, "checked_bytes", r->devstate_bytes);
+		jw_bool(&j, "ok", !r->devstate_bad);
+	}
+	jw_close(&j);
 	jw_array(&j, "bad_pages");
 	for (uint64_t i = 0; i < r->pages_bad; i++) {
 		jw_object(&j, NULL);
@@ -66,6 +73,33 @@ static void print_bad_pages(const char *image, const struct mrs_verify_report *r
 			  (unsigned long long)r->bad[i].guest_offset,
 			  (unsigned long long)r->bad[i].expected,
 			  (unsigned long long)r->bad[i].actual);
+}
+
+/* What did not match: pages, the device state, or both. */
+static void describe_mismatch(char *buf, size_t len, const char *image,
+			      const struct mrs_verify_report *r)
+{
+	if (r->devstate_bad && !r->pages_bad)
+		snprintf(buf, len, "%s: the device state (%llu bytes) did NOT match its checksum",
+			 image, (unsigned long long)r->devstate_bytes);
+	else
+		snprintf(buf, len, "%s: %llu of %llu pages did NOT match%s", image,
+			 (unsigned long long)r->pages_bad, (unsigned long long)r->pages_checked,
+			 r->devstate_bad ? ", and neither did the device state" : "");
+}
+
+static void print_ok(const char *image, const struct mrs_verify_report *r)
+{
+	char len[32];
+
+	if (!r->devstate_bytes) {
+		printf("%s: OK, %llu pages match their checksums\n", image,
+		       (unsigned long long)r->pages_checked);
+		return;
+	}
+	cli_fmt_bytes(len, sizeof(len), r->devstate_bytes);
+	printf("%s: OK, %llu pages and the device state (%s) match their checksums\n", image,
+	       (unsigned long long)r->pages_checked, len);
 }
 
 int cmd_verify(int argc, char **argv)
@@ -105,8 +139,7 @@ int cmd_verify(int argc, char **argv)
 		mrs_verify_report_free(&report);
 		return code;
 	}
-	snprintf(mismatch, sizeof(mismatch), "%s: %llu of %llu pages did NOT match", image,
-		 (unsigned long long)report.pages_bad, (unsigned long long)report.pages_checked);
+	describe_mismatch(mismatch, sizeof(mismatch), image, &report);
 	if (c.json)
 		print_json(&report, ret, mismatch);
 	if (!c.quiet)
@@ -114,8 +147,7 @@ int cmd_verify(int argc, char **argv)
 	if (ret)
 		cli_error("%s", mismatch);
 	else if (!c.quiet && !c.json)
-		printf("%s: OK, %llu pages match their checksums\n", image,
-		       (unsigned long long)report.pages_checked);
+		print_ok(image, &report);
 	mrs_verify_report_free(&report);
 	return ret ? EXIT_DAMAGED : EXIT_OK;
 }

@@ -18,9 +18,9 @@
  * a new field would be read from (mrsnap.h, "Structs that grow"). A field
  * added in the wrong place, or a struct that gains padding, fails to build.
  */
-#define NO_TAIL_PADDING(type, last)                                                               \
+#define NO_TAIL_PADDING(type, last)                                                                \
 	_Static_assert(sizeof(struct type) ==                                                      \
-			   offsetof(struct type, last) + sizeof(((struct type *)0)->last),        \
+			   offsetof(struct type, last) + sizeof(((struct type *)0)->last),         \
 		       #type " has tail padding: end it with a field (see mrsnap.h)")
 NO_TAIL_PADDING(mrs_io_opts, reserved0);
 NO_TAIL_PADDING(mrs_save_opts, base);
@@ -30,8 +30,9 @@ NO_TAIL_PADDING(mrs_devstate_sink, ctx);
 NO_TAIL_PADDING(mrs_verify_opts, io);
 NO_TAIL_PADDING(mrs_freezer_ops, destroy);
 NO_TAIL_PADDING(mrs_save_report, base_refusal);
-NO_TAIL_PADDING(mrs_restore_report, cloned);
-NO_TAIL_PADDING(mrs_verify_report, io_resubmits);
+NO_TAIL_PADDING(mrs_restore_report, devstate_producer);
+NO_TAIL_PADDING(mrs_verify_report, reserved0);
+NO_TAIL_PADDING(mrs_qemu_opts, reserved0);
 
 /*
  * The I/O options an options struct points to, copied into io; NULL stays
@@ -71,6 +72,7 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 {
 	struct mrs_save_opts o;
 	struct mrs_io_opts io;
+	struct mrs_devstate_source src;
 	struct mrs_save_report full;
 	int ret;
 
@@ -79,6 +81,10 @@ int mrs_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 		ret = mrs_struct_in(&o, sizeof(o), opts, "mrs_save_opts", err);
 	if (!ret)
 		ret = io_in(&o.io, &io, err);
+	if (!ret && o.devstate) {
+		ret = mrs_struct_in(&src, sizeof(src), o.devstate, "mrs_devstate_source", err);
+		o.devstate = &src;
+	}
 	if (ret)
 		return ret;
 	ret = mrs_engine_save(path, ram, nram, &o, report ? &full : NULL, err);
@@ -109,6 +115,7 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 {
 	struct mrs_restore_opts o;
 	struct mrs_io_opts io;
+	struct mrs_devstate_sink sink;
 	struct mrs_restore_report full;
 	int ret;
 
@@ -117,6 +124,10 @@ int mrs_restore(const char *path, const struct mrs_ram *targets, unsigned ntarge
 		ret = mrs_struct_in(&o, sizeof(o), opts, "mrs_restore_opts", err);
 	if (!ret)
 		ret = io_in(&o.io, &io, err);
+	if (!ret && o.devstate) {
+		ret = mrs_struct_in(&sink, sizeof(sink), o.devstate, "mrs_devstate_sink", err);
+		o.devstate = &sink;
+	}
 	if (ret)
 		return ret;
 	ret = mrs_engine_restore(path, targets, ntargets, &o, report ? &full : NULL, err);

@@ -61,6 +61,16 @@ int mrs_image_info(const char *path, struct mrs_image_info **out, struct mrs_err
 	info->nrounds = m->stream.nrounds;
 	for (uint32_t r = 0; r < info->nrounds; r++)
 		mrs_round_to_info(&m->stream.rounds[r], &info->rounds[r]);
+	if (m->stream.has_device) {
+		const struct mrs_device_rec *d = &m->stream.device;
+
+		info->devstate.present = 1;
+		info->devstate.offset = d->offset;
+		info->devstate.length = d->length;
+		info->devstate.checksum = d->checksum;
+		memcpy(info->devstate.producer, d->producer, sizeof(info->devstate.producer));
+		memcpy(info->devstate.machine, d->machine, sizeof(info->devstate.machine));
+	}
 	mrs_image_reader_close(&img);
 	*out = info;
 	return 0;

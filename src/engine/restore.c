@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "clone_restore.h"
+#include "devstate.h"
 #include "engine.h"
 #include "error.h"
 #include "reader.h"
@@ -32,6 +33,7 @@ struct restore {
 	struct mrs_ram_map *dst;
 	uint32_t nprobed; /* dst[0..nprobed) hold an open or probed target */
 	struct mrs_chanset *cs;
+	bool ram_done; /* every target was loaded and flushed */
 };
 
 /* The block names of the image, "pc.ram, vga.ram", for a message. */
@@ -140,11 +142,41 @@ static int refuse_twice(const struct mrs_ram_map *a, const struct mrs_ram_map *b
 		       a->name, b->name, a->path, b->path);
 }
 
+/*
+ * A VMM waiting for incoming state (mrs_restore_opts.vmm_pid) maps its RAM
+ * already: a target only it maps is its own backend, and is accepted; but
+ * not resized under it (pages past a shrunk end are SIGBUS in the VMM).
+ */
+static int check_mapped(struct restore *r, const struct mrs_ram_map *t, struct mrs_error *err)
+{
+	int vmm = r->opts->vmm_pid;
+	int pid = t->exists && !r->opts->force ? mrs_ram_mapped_by(t->dev, t->ino, vmm) : 0;
+
+	if (pid && vmm)
+		return mrs_err(err, -EBUSY,
+			       "target '%s' of block '%s' is mapped by process %d, not only by the "
+			       "VMM (pid %d); use --force to write it anyway",
+			       t->path, t->name, pid, vmm);
+	if (pid)
+		return mrs_err(err, -EBUSY,
+			       "target '%s' of block '%s' is mapped by process %d (a running "
+			       "guest?); use --force to write it anyway",
+			       t->path, t->name, pid);
+	if (vmm && t->exists && !t->blockdev && t->have != t->size &&
+	    mrs_ram_mapped_by_pid(vmm, t->dev, t->ino))
+		return mrs_err(err, -EINVAL,
+			       "target '%s' of block '%s' is %" PRIu64 " bytes, the block %" PRIu64
+			       ": the VMM (pid %d) maps it, and would lose its memory if it were "
+			       "resized",
+			       t->path, t->name, t->have, t->size, vmm);
+	return 0;
+}
+
 /* The rules for one probed target, and that no earlier block goes to the same file. */
 static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 {
 	const struct mrs_ram_map *t = &r->dst[b];
-	int pid, ret;
+	int ret;
 
 	if (t->exists && t->dev == r->img.dev && t->ino == r->img.ino)
 		return mrs_err(err, -EINVAL, "target '%s' of block '%s' is the image itself",
@@ -157,13 +189,19 @@ static int check_target(struct restore *r, uint32_t b, struct mrs_error *err)
 		if (ret)
 			return ret;
 	}
-	pid = t->exists && !r->opts->force ? mrs_ram_mapped_by(t->dev, t->ino) : 0;
-	if (pid)
-		return mrs_err(err, -EBUSY,
-			       "target '%s' of block '%s' is mapped by process %d (a running "
-			       "guest?); use --force to write it anyway",
-			       t->path, t->name, pid);
-	return 0;
+	return check_mapped(r, t, err);
+}
+
+/*
+ * Whether path is /proc/VMM/fd/N, one of the VMM's own descriptors (a
+ * memfd backend has no other name): a symlink, followed without force.
+ */
+static bool is_vmm_fd(const char *path, int vmm)
+{
+	int pid, fd, end = 0;
+
+	return vmm > 0 && sscanf(path, "/proc/%d/fd/%d%n", &pid, &fd, &end) == 2 && !path[end] &&
+	       pid == vmm && fd >= 0;
 }
 
 /* Every target probed (opened if it exists, nothing changed) and checked. */
@@ -176,8 +214,10 @@ static int check_targets(struct restore *r, struct mrs_error *err)
 	if (!r->dst)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	for (uint32_t b = 0; b < n; b++) {
+		bool follow =
+		    r->opts->force || (r->named[b] && is_vmm_fd(r->target[b], r->opts->vmm_pid));
 		int ret = mrs_ram_probe_target(&r->dst[b], m->blocks[b].name, r->target[b],
-					       m->blocks[b].size, r->opts->force, err);
+					       m->blocks[b].size, follow, err);
 
 		if (ret)
 			return mrs_err_prefix(err, "block '%s'", m->blocks[b].name);
@@ -233,6 +273,41 @@ static int check_space(struct restore *r, struct mrs_error *err)
 				       r->dst[b].path, r->dst[b].name, room, need);
 	}
 	return 0;
+}
+
+/*
+ * With a sink, the image must hold device state, and it must match its
+ * checksum: checked before any target changes, so a damaged one costs
+ * nothing. Without a sink it is not read (the report says it was skipped).
+ */
+static int check_devstate(struct restore *r, struct mrs_error *err)
+{
+	const struct mrs_stream_info *st = &r->img.meta.stream;
+	int ret;
+
+	if (!r->opts->devstate)
+		return 0;
+	ret = mrs_devstate_sink_check(r->opts->devstate, err);
+	if (ret)
+		return ret;
+	if (!st->has_device)
+		return mrs_err(err, -MRS_EUSAGE, "'%s' holds no device state to load (RAM only)",
+			       r->img.path);
+	ret = mrs_devstate_check(r->img.fd, &st->device, &r->io, err);
+	if (ret)
+		mrs_err_prefix(err, "'%s'", r->img.path);
+	if (ret == -EBADMSG)
+		mrs_err_suffix(err, "; nothing was written");
+	return ret;
+}
+
+/* The last step, after all RAM is in place: the VMM loads its device state. */
+static int load_devstate(struct restore *r, struct mrs_error *err)
+{
+	if (!r->opts->devstate)
+		return 0;
+	return mrs_devstate_load(r->opts->devstate, r->img.fd, &r->img.meta.stream.device, &r->io,
+				 err);
 }
 
 /* The first change to the outside world: targets created, sized, cleared. */
@@ -302,11 +377,15 @@ static void undo_targets(struct restore *r, struct mrs_error *err)
 
 		if (t->created || !t->changed)
 			continue;
-		mrs_err_suffix(err, i++ ? ", '%s'" : partly == 1 ? "; target '%s'" : "; targets '%s'",
+		mrs_err_suffix(err,
+			       i++	     ? ", '%s'"
+			       : partly == 1 ? "; target '%s'"
+					     : "; targets '%s'",
 			       t->path);
 	}
 	if (partly)
-		mrs_err_suffix(err, "%s", partly == 1 ? " was partly written" : " were partly written");
+		mrs_err_suffix(err, "%s",
+			       partly == 1 ? " was partly written" : " were partly written");
 }
 
 /*
@@ -341,6 +420,11 @@ static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_re
 	report->io_requests = st.requests;
 	report->io_resubmits = st.resubmits;
 	report->duration_ns = mrs_now_ns() - start;
+	if (r->img.meta.stream.has_device && r->opts->devstate)
+		report->devstate_bytes = r->img.meta.stream.device.length;
+	report->devstate_skipped = r->img.meta.stream.has_device && !r->opts->devstate;
+	memcpy(report->devstate_producer, r->img.meta.stream.device.producer,
+	       sizeof(report->devstate_producer));
 	report->cloned = r->opts->clone;
 }
 
@@ -369,6 +453,8 @@ int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned
 	if (!ret)
 		ret = r.opts->clone ? mrs_clone_check(&r.img, r.dst, r.nprobed, err)
 				    : check_space(&r, err);
+	if (!ret)
+		ret = check_devstate(&r, err);
 	/* A clone reads no page, unless it verifies them first. */
 	if (!ret && (!r.opts->clone || r.opts->verify))
 		ret = mrs_image_reader_channels(&r.img, &r.io, &r.cs, err);
@@ -381,10 +467,17 @@ int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned
 		ret = load(&r, err);
 	if (!ret)
 		ret = flush_targets(&r, err);
+	r.ram_done = !ret;
+	if (!ret)
+		ret = load_devstate(&r, err);
 	if (!ret && report)
 		fill_report(&r, start, report);
 	mrs_chanset_close(r.cs); /* before the targets: channels may still write to them */
-	if (ret)
+	/* The RAM is whole in its targets: say so, and keep them. */
+	if (ret && r.ram_done)
+		mrs_err_suffix(err,
+			       "; the RAM targets were written, the device state was not loaded");
+	else if (ret)
 		undo_targets(&r, err);
 	for (uint32_t b = 0; b < r.nprobed; b++)
 		mrs_ram_close(&r.dst[b]);

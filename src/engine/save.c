@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "error.h"
 #include "codec.h"
+#include "devstate.h"
 #include "freeze.h"
 #include "live.h"
 #include "reader.h"
@@ -52,7 +53,10 @@ struct save {
 	mrs_progress_fn progress;	 /* the caller's, called through save_progress */
 	void *progress_ctx;
 	struct mrs_chan_stats totals; /* the channels' counters after the last round */
-	struct mrs_base base;	      /* opts->base: what the first round compares with */
+	bool has_device;	      /* the device state is in the image: s->device says where */
+	struct mrs_device_rec device;
+	uint64_t devstate_ns;
+	struct mrs_base base; /* opts->base: what the first round compares with */
 };
 
 #define DOWNTIME_MS_DEFAULT 300u
@@ -88,7 +92,11 @@ static int check_live_opts(const struct mrs_save_opts *o, struct mrs_error *err)
 			       MRS_MAX_ROUNDS, o->max_rounds);
 	if (o->leave_frozen && !o->nfreezers)
 		return mrs_err(err, -MRS_EUSAGE, "leave_frozen needs a way to freeze the guest");
-	return 0;
+	/* Without a frozen guest, RAM and device state would be of two instants. */
+	if (o->devstate && !o->nfreezers)
+		return mrs_err(err, -MRS_EUSAGE,
+			       "saving device state needs a way to freeze the guest");
+	return o->devstate ? mrs_devstate_source_check(o->devstate, err) : 0;
 }
 
 /* The caller's progress callback, told whether the guest is frozen now. */
@@ -264,6 +272,30 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	return mrs_meta_write_stream(s->file.fd, s->sb.stream_offset, &s->stream, &s->flushed, err);
 }
 
+/*
+ * The VMM's device state, right after the final round, while the guest is
+ * still frozen: streamed into its region past the longest stream there can
+ * be; its record is appended to the stream in memory only (finish_image
+ * writes it out after the thaw).
+ */
+static int save_devstate(struct save *s, struct mrs_error *err)
+{
+	int ret;
+
+	if (!s->opts->devstate)
+		return 0;
+	if (!mrs_devstate_offset(s->sb.stream_offset, &s->device.offset))
+		return mrs_err(err, -EFBIG, "no room for the device state in the image");
+	ret = mrs_devstate_save(s->opts->devstate, s->file.fd, &s->io, &s->device, &s->devstate_ns,
+				err);
+	if (ret)
+		return ret;
+	if (mrs_stream_append_device(&s->stream, &s->device) || mrs_stream_append_eos(&s->stream))
+		return mrs_err(err, -ENOMEM, "out of memory");
+	s->has_device = true;
+	return 0;
+}
+
 /* Freeze the guest, and note when, for the downtime. */
 static int freeze(struct save *s, struct mrs_error *err)
 {
@@ -310,6 +342,8 @@ static int save_paused(struct save *s, struct mrs_error *err)
 	s->stop_reason = MRS_STOP_NOT_LIVE;
 	if (!ret)
 		ret = run_round(s, mrs_base_first_round_flags(&s->base), frozen, err);
+	if (!ret)
+		ret = save_devstate(s, err);
 	return ret;
 }
 
@@ -383,6 +417,8 @@ static int save_live(struct save *s, struct mrs_error *err)
 		ret = freeze(s, err);
 	if (!ret)
 		ret = run_round(s, MRS_JOB_CHANGED_ONLY, true, err);
+	if (!ret)
+		ret = save_devstate(s, err);
 	return ret;
 }
 
@@ -463,6 +499,10 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 	}
 	mrs_base_report(&s->base, report);
 	report->image_size = s->sb.stream_offset + s->stream.len;
+	if (s->has_device)
+		report->image_size = s->device.offset + s->device.length;
+	report->devstate_bytes = s->has_device ? s->device.length : 0;
+	report->devstate_ns = s->devstate_ns;
 	report->duration_ns = mrs_now_ns() - s->start;
 	report->nrounds = s->nrounds;
 	report->rounds = s->rounds;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devstate.h"
 #include "engine.h"
 #include "error.h"
 #include "reader.h"
@@ -45,6 +46,47 @@ static int collect_bad(struct mrs_image_reader *img, struct mrs_chanset *cs,
 		out->actual = bad[i].actual;
 	}
 	qsort(report->bad, n, sizeof(*report->bad), bad_cmp);
+	return 0;
+}
+
+/* The device-state region against its checksum; a mismatch is counted, not fatal yet. */
+static int check_devstate(struct mrs_image_reader *img, const struct mrs_io_opts *io,
+			  struct mrs_verify_report *report, struct mrs_error *err)
+{
+	const struct mrs_stream_info *st = &img->meta.stream;
+	struct mrs_error derr;
+	int ret;
+
+	if (!st->has_device)
+		return 0;
+	ret = mrs_devstate_check(img->fd, &st->device, io, &derr);
+	if (ret == -EBADMSG) {
+		report->devstate_bad = 1;
+		ret = 0;
+	} else if (ret) {
+		return mrs_err(err, ret, "'%s': %s", img->path, derr.msg);
+	}
+	report->devstate_bytes = st->device.length;
+	return 0;
+}
+
+/* -EBADMSG, saying what did not match, if anything did not. */
+static int verdict(const char *path, const struct mrs_verify_report *report, struct mrs_error *err)
+{
+	if (report->pages_bad && report->devstate_bad)
+		return mrs_err(err, -EBADMSG,
+			       "'%s': %llu of %llu pages did NOT match, and the device state did "
+			       "NOT match its checksum",
+			       path, (unsigned long long)report->pages_bad,
+			       (unsigned long long)report->pages_checked);
+	if (report->pages_bad)
+		return mrs_err(err, -EBADMSG, "'%s': %llu of %llu pages did NOT match", path,
+			       (unsigned long long)report->pages_bad,
+			       (unsigned long long)report->pages_checked);
+	if (report->devstate_bad)
+		return mrs_err(err, -EBADMSG,
+			       "'%s': the device state (%llu bytes) did NOT match its checksum",
+			       path, (unsigned long long)report->devstate_bytes);
 	return 0;
 }
 
@@ -96,11 +138,11 @@ int mrs_engine_verify(const char *path, const struct mrs_io_opts *opts,
 		report->io_resubmits = st.resubmits;
 		ret = collect_bad(&img, cs, report, err);
 	}
+	if (!ret)
+		ret = check_devstate(&img, &io, report, err);
 	report->duration_ns = mrs_now_ns() - start;
-	if (!ret && report->pages_bad)
-		ret = mrs_err(err, -EBADMSG, "'%s': %llu of %llu pages did NOT match", path,
-			      (unsigned long long)report->pages_bad,
-			      (unsigned long long)report->pages_checked);
+	if (!ret)
+		ret = verdict(path, report, err);
 	mrs_chanset_close(cs);
 	mrs_image_reader_close(&img);
 	if (report == &local)

@@ -150,8 +150,7 @@ uint64_t mrs_bitmap_bytes(uint64_t page_count)
 	return (page_count + 63) / 64 * 8;
 }
 
-/* A fixed-size text field: NUL-terminated inside the field, NUL-padded. */
-static bool text_field_ok(const uint8_t *field, size_t size, size_t *len)
+bool mrs_text_field_ok(const uint8_t *field, size_t size, size_t *len)
 {
 	const uint8_t *nul = memchr(field, 0, size);
 
@@ -164,8 +163,7 @@ static bool text_field_ok(const uint8_t *field, size_t size, size_t *len)
 	return true;
 }
 
-/* Copy text into a zeroed field, always leaving room for the terminator. */
-static void put_text(uint8_t *field, const char *text, size_t size)
+void mrs_put_text(uint8_t *field, const char *text, size_t size)
 {
 	memcpy(field, text, strnlen(text, size - 1));
 }
@@ -178,7 +176,7 @@ void mrs_sb_encode(const struct mrs_superblock *sb, uint8_t out[MRS_SB_SIZE])
 	mrs_put_le32(out + SB_SIZE_FIELD, MRS_SB_SIZE);
 	mrs_put_le64(out + SB_FLAGS, sb->flags);
 	mrs_put_le64(out + SB_CREATED, sb->created_ns);
-	put_text(out + SB_TOOL, sb->tool_version, MRS_TOOL_VERSION_LEN);
+	mrs_put_text(out + SB_TOOL, sb->tool_version, MRS_TOOL_VERSION_LEN);
 	mrs_put_le32(out + SB_BLOCK_COUNT, sb->block_count);
 	mrs_put_le32(out + SB_BH_SIZE, MRS_BH_SIZE);
 	mrs_put_le64(out + SB_BLOCK_TABLE, sb->block_table_offset);
@@ -218,7 +216,7 @@ int mrs_sb_decode(const uint8_t in[MRS_SB_SIZE], struct mrs_superblock *sb, stru
 			       "unknown superblock flags 0x%" PRIx64 " at offset 0x%x",
 			       sb->flags & ~MRS_SB_KNOWN_FLAGS, SB_FLAGS);
 	sb->created_ns = mrs_get_le64(in + SB_CREATED);
-	if (!text_field_ok(in + SB_TOOL, MRS_TOOL_VERSION_LEN, &len))
+	if (!mrs_text_field_ok(in + SB_TOOL, MRS_TOOL_VERSION_LEN, &len))
 		return mrs_err(err, -EPROTO, "superblock tool version is not terminated");
 	memcpy(sb->tool_version, in + SB_TOOL, MRS_TOOL_VERSION_LEN);
 	sb->block_count = mrs_get_le32(in + SB_BLOCK_COUNT);
@@ -258,8 +256,8 @@ void mrs_bh_encode(const struct mrs_block_header *bh, uint8_t out[MRS_BH_SIZE])
 	mrs_put_le64(out + BH_PAGES_OFFSET, bh->pages_offset);
 	mrs_put_hash(out + BH_BITMAP_CHECKSUM, bh->bitmap_checksum);
 	mrs_put_hash(out + BH_HASHES_CHECKSUM, bh->hashes_checksum);
-	put_text(out + BH_NAME, bh->name, MRS_NAME_FIELD);
-	put_text(out + BH_PATH, bh->path, MRS_PATH_FIELD);
+	mrs_put_text(out + BH_NAME, bh->name, MRS_NAME_FIELD);
+	mrs_put_text(out + BH_PATH, bh->path, MRS_PATH_FIELD);
 	mrs_put_hash(out + BH_CHECKSUM, mrs_hash(out, BH_CHECKSUM));
 }
 
@@ -313,10 +311,10 @@ int mrs_bh_decode(const uint8_t in[MRS_BH_SIZE], struct mrs_block_header *bh, st
 		return mrs_err(err, -EPROTO,
 			       "unknown block flags 0x%" PRIx32 " at header offset 0x%x",
 			       mrs_get_le32(in + BH_FLAGS), BH_FLAGS);
-	if (!text_field_ok(in + BH_NAME, MRS_NAME_FIELD, &len) || len == 0)
+	if (!mrs_text_field_ok(in + BH_NAME, MRS_NAME_FIELD, &len) || len == 0)
 		return mrs_err(err, -EPROTO, "block name is empty or not terminated");
 	memcpy(bh->name, in + BH_NAME, MRS_NAME_FIELD);
-	if (!text_field_ok(in + BH_PATH, MRS_PATH_FIELD, &len))
+	if (!mrs_text_field_ok(in + BH_PATH, MRS_PATH_FIELD, &len))
 		return mrs_err(err, -EPROTO, "block '%s': source path is not terminated", bh->name);
 	memcpy(bh->path, in + BH_PATH, MRS_PATH_FIELD);
 	bh->index = mrs_get_le32(in + BH_INDEX);
@@ -426,11 +424,13 @@ static int region_add(struct region *r, size_t *count, uint64_t offset, uint64_t
 	return 0;
 }
 
-int mrs_layout_check(const struct mrs_superblock *sb, const struct mrs_block_header *blocks,
-		     uint64_t file_size, struct mrs_error *err)
+/* The layout, with the device-state region if dev_length is not 0. */
+static int layout_check(const struct mrs_superblock *sb, const struct mrs_block_header *blocks,
+			uint64_t dev_offset, uint64_t dev_length, uint64_t file_size,
+			struct mrs_error *err)
 {
 	uint32_t n = sb->block_count;
-	size_t count = 0, max = 3 + 3 * (size_t)n;
+	size_t count = 0, max = 4 + 3 * (size_t)n;
 	struct region *r;
 	int ret;
 
@@ -444,6 +444,9 @@ int mrs_layout_check(const struct mrs_superblock *sb, const struct mrs_block_hea
 	if (!ret && sb->stream_length)
 		ret = region_add(r, &count, sb->stream_offset, sb->stream_length, MRS_META_ALIGN,
 				 "control stream", NO_BLOCK, file_size, err);
+	if (!ret && dev_length)
+		ret = region_add(r, &count, dev_offset, dev_length, MRS_DEVICE_ALIGN,
+				 "device-state region", NO_BLOCK, file_size, err);
 	for (uint32_t i = 0; !ret && i < n; i++) {
 		const struct mrs_block_header *b = &blocks[i];
 
@@ -477,6 +480,27 @@ int mrs_layout_check(const struct mrs_superblock *sb, const struct mrs_block_hea
 out:
 	free(r);
 	return ret;
+}
+
+int mrs_layout_check(const struct mrs_superblock *sb, const struct mrs_block_header *blocks,
+		     uint64_t file_size, struct mrs_error *err)
+{
+	return layout_check(sb, blocks, 0, 0, file_size, err);
+}
+
+int mrs_layout_check_device(const struct mrs_superblock *sb, const struct mrs_block_header *blocks,
+			    uint64_t dev_offset, uint64_t dev_length, uint64_t file_size,
+			    struct mrs_error *err)
+{
+	return layout_check(sb, blocks, dev_offset, dev_length, file_size, err);
+}
+
+bool mrs_devstate_offset(uint64_t stream_offset, uint64_t *offset)
+{
+	uint64_t end;
+
+	return mrs_add_ok(stream_offset, MRS_STREAM_MAX, &end) &&
+	       mrs_align_up_ok(end, MRS_PAGES_ALIGN, offset);
 }
 
 int mrs_bitmap_check(const struct mrs_block_header *bh, const uint8_t *bitmap,

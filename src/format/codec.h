@@ -43,6 +43,11 @@
  * writers cannot make one (mrs_stream_append fails with -EFBIG).
  */
 #define MRS_STREAM_MAX (16u * 1024u * 1024u)
+/*
+ * The device-state region (a VMM's opaque state, described by the stream's
+ * DEVICE record): 4 KiB-aligned anywhere in the file, overlapping nothing.
+ */
+#define MRS_DEVICE_ALIGN 4096u
 
 struct mrs_superblock {
 	uint32_t version;
@@ -88,6 +93,11 @@ struct mrs_hash_state *mrs_hash_begin(void);
 void mrs_hash_add(struct mrs_hash_state *st, const void *buf, size_t len);
 uint64_t mrs_hash_end(struct mrs_hash_state *st);
 
+/* A fixed-size text field: NUL-terminated inside the field, NUL-padded (*len: its length). */
+bool mrs_text_field_ok(const uint8_t *field, size_t size, size_t *len);
+/* Copy text into a zeroed field, always leaving room for the terminator. */
+void mrs_put_text(uint8_t *field, const char *text, size_t size);
+
 void mrs_sb_encode(const struct mrs_superblock *sb, uint8_t out[MRS_SB_SIZE]);
 /*
  * Decode and check a superblock: magic, version, checksum, flags, sizes.
@@ -128,6 +138,23 @@ int mrs_layout_plan(struct mrs_block_header *blocks, uint32_t n, uint64_t *strea
  */
 int mrs_layout_check(const struct mrs_superblock *sb, const struct mrs_block_header *blocks,
 		     uint64_t file_size, struct mrs_error *err);
+
+/*
+ * The same, with the device-state region [dev_offset, dev_offset+dev_length)
+ * too (dev_length 0: none): aligned to MRS_DEVICE_ALIGN, inside the file,
+ * overlapping no other region.
+ */
+int mrs_layout_check_device(const struct mrs_superblock *sb, const struct mrs_block_header *blocks,
+			    uint64_t dev_offset, uint64_t dev_length, uint64_t file_size,
+			    struct mrs_error *err);
+
+/*
+ * Where a writer puts the device-state region of an image whose stream
+ * starts at stream_offset: past the longest stream there can be
+ * (MRS_STREAM_MAX), 1 MiB-aligned, so the stream never reaches it whatever
+ * the rounds, and the gap is a hole. false on overflow.
+ */
+bool mrs_devstate_offset(uint64_t stream_offset, uint64_t *offset);
 
 /*
  * Check a decoded bitmap: no bit set past page_count, and the number of set

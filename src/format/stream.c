@@ -63,9 +63,9 @@ static int grow(struct mrs_stream_buf *s, size_t need)
 /* The largest stream a snapshot writes, and the cap readers enforce, agree. */
 _Static_assert(2 * MRS_REC_HEADER + MRS_BLOCKS_PAYLOAD +
 		       (uint64_t)MRS_MAX_ROUNDS * (2 * MRS_REC_HEADER + MRS_ROUND_PAYLOAD) +
-		       MRS_REC_HEADER + MRS_END_PAYLOAD <=
+		       2 * MRS_REC_HEADER + MRS_DEVICE_PAYLOAD + MRS_REC_HEADER + MRS_END_PAYLOAD <=
 		   MRS_STREAM_MAX,
-	       "MRS_MAX_ROUNDS rounds must fit in a stream");
+	       "MRS_MAX_ROUNDS rounds and a DEVICE record must fit in a stream");
 
 int mrs_stream_append(struct mrs_stream_buf *s, uint32_t flags, const void *payload, uint32_t len)
 {
@@ -130,6 +130,28 @@ int mrs_stream_append_end(struct mrs_stream_buf *s)
 	return mrs_stream_append(s, MRS_REC_END, p, sizeof(p));
 }
 
+/* Payload offsets of a DEVICE record (mrsnap-image(5)). */
+#define DEV_OFFSET   0
+#define DEV_LENGTH   8
+#define DEV_CHECKSUM 16
+#define DEV_FLAGS    24 /* 4 bytes, zero */
+#define DEV_RESERVED 28 /* 4 bytes, zero */
+#define DEV_PRODUCER 32
+#define DEV_MACHINE  (DEV_PRODUCER + MRS_DEVICE_TEXT)
+_Static_assert(DEV_MACHINE + MRS_DEVICE_TEXT == MRS_DEVICE_PAYLOAD, "DEVICE payload layout");
+
+int mrs_stream_append_device(struct mrs_stream_buf *s, const struct mrs_device_rec *d)
+{
+	uint8_t p[MRS_DEVICE_PAYLOAD] = {0};
+
+	mrs_put_le64(p + DEV_OFFSET, d->offset);
+	mrs_put_le64(p + DEV_LENGTH, d->length);
+	mrs_put_hash(p + DEV_CHECKSUM, d->checksum);
+	mrs_put_text(p + DEV_PRODUCER, d->producer, MRS_DEVICE_TEXT);
+	mrs_put_text(p + DEV_MACHINE, d->machine, MRS_DEVICE_TEXT);
+	return mrs_stream_append(s, MRS_REC_DEVICE, p, sizeof(p));
+}
+
 void mrs_stream_buf_free(struct mrs_stream_buf *s)
 {
 	free(s->data);
@@ -151,6 +173,8 @@ static uint32_t expected_length(uint32_t kind)
 		return MRS_ROUND_PAYLOAD;
 	case MRS_REC_END:
 		return MRS_END_PAYLOAD;
+	case MRS_REC_DEVICE:
+		return MRS_DEVICE_PAYLOAD;
 	default:
 		return 0;
 	}
@@ -206,6 +230,11 @@ static int parse_round(struct parser *ps, const uint8_t *p)
 	if (!info->block_count)
 		return mrs_err(ps->err, -EPROTO, "ROUND record before BLOCKS at offset 0x%" PRIx64,
 			       at);
+	if (info->has_device)
+		return mrs_err(ps->err, -EPROTO,
+			       "ROUND record at offset 0x%" PRIx64
+			       " after the DEVICE record (device state follows the last round)",
+			       at);
 	r.number = mrs_get_le32(p);
 	r.flags = mrs_get_le32(p + 4);
 	r.pages_scanned = mrs_get_le64(p + 8);
@@ -234,6 +263,54 @@ static int parse_round(struct parser *ps, const uint8_t *p)
 	}
 	info->rounds[info->nrounds++] = r;
 	return 0;
+}
+
+/* A text field of a DEVICE record, copied out if it is well formed. */
+static int device_text(struct parser *ps, const uint8_t *field, char *out, const char *what)
+{
+	size_t len;
+
+	if (!mrs_text_field_ok(field, MRS_DEVICE_TEXT, &len))
+		return mrs_err(ps->err, -EPROTO,
+			       "DEVICE record at offset 0x%" PRIx64 ": %s is not terminated",
+			       ps->base + ps->pos, what);
+	memcpy(out, field, len + 1);
+	return 0;
+}
+
+/* At most one, after the last ROUND (so after at least one) and before END. */
+static int parse_device(struct parser *ps, const uint8_t *p)
+{
+	struct mrs_stream_info *info = ps->info;
+	struct mrs_device_rec *d = &info->device;
+	uint64_t at = ps->base + ps->pos;
+	int ret;
+
+	if (info->has_device)
+		return mrs_err(ps->err, -EPROTO, "second DEVICE record at offset 0x%" PRIx64, at);
+	if (!info->nrounds)
+		return mrs_err(ps->err, -EPROTO,
+			       "DEVICE record at offset 0x%" PRIx64
+			       " before any ROUND (device state follows the last round)",
+			       at);
+	if (mrs_get_le32(p + DEV_FLAGS) || mrs_get_le32(p + DEV_RESERVED))
+		return mrs_err(ps->err, -EPROTO,
+			       "DEVICE record at offset 0x%" PRIx64 ": flags 0x%" PRIx32
+			       " and reserved 0x%" PRIx32 " must be zero",
+			       at, mrs_get_le32(p + DEV_FLAGS), mrs_get_le32(p + DEV_RESERVED));
+	d->offset = mrs_get_le64(p + DEV_OFFSET);
+	d->length = mrs_get_le64(p + DEV_LENGTH);
+	d->checksum = mrs_get_hash(p + DEV_CHECKSUM);
+	if (!d->length)
+		return mrs_err(ps->err, -EPROTO,
+			       "DEVICE record at offset 0x%" PRIx64 " describes an empty region",
+			       at);
+	ret = device_text(ps, p + DEV_PRODUCER, d->producer, "producer");
+	if (!ret)
+		ret = device_text(ps, p + DEV_MACHINE, d->machine, "machine");
+	if (!ret)
+		info->has_device = true;
+	return ret;
 }
 
 static int parse_end(struct parser *ps, const uint8_t *p)
@@ -295,6 +372,8 @@ static int parse_record(struct parser *ps, uint32_t *kind)
 		return parse_round(ps, rec + MRS_REC_HEADER);
 	case MRS_REC_END:
 		return parse_end(ps, rec + MRS_REC_HEADER);
+	case MRS_REC_DEVICE:
+		return parse_device(ps, rec + MRS_REC_HEADER);
 	default: /* EOS: accepted and ignored wherever a record may start */
 		return 0;
 	}

@@ -11,6 +11,7 @@
 #ifndef MRS_STREAM_H
 #define MRS_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,15 +26,17 @@
 #define MRS_REC_PAGE   0x0008u /* reserved: inline page data (sequential layout only) */
 #define MRS_REC_EOS    0x0010u /* end of section: carries nothing, skipped by readers */
 #define MRS_REC_END    0x0020u /* end of stream, with a checksum of the stream */
-#define MRS_REC_DEVICE 0x0040u /* reserved: device state, for a later version */
+#define MRS_REC_DEVICE 0x0040u /* the device-state region: at most one, after the last ROUND */
 /* The kinds this version reads in a mapped image. */
-#define MRS_REC_VALID (MRS_REC_BLOCKS | MRS_REC_ROUND | MRS_REC_EOS | MRS_REC_END)
+#define MRS_REC_VALID (MRS_REC_BLOCKS | MRS_REC_ROUND | MRS_REC_EOS | MRS_REC_END | MRS_REC_DEVICE)
 /* Kinds defined by the format but not valid in a mapped v1 image. */
-#define MRS_REC_RESERVED (MRS_REC_ZERO | MRS_REC_PAGE | MRS_REC_DEVICE)
+#define MRS_REC_RESERVED (MRS_REC_ZERO | MRS_REC_PAGE)
 
 #define MRS_BLOCKS_PAYLOAD 16u
 #define MRS_ROUND_PAYLOAD  64u
 #define MRS_END_PAYLOAD	   16u
+#define MRS_DEVICE_PAYLOAD 160u
+#define MRS_DEVICE_TEXT	   64u /* producer, machine: 0..63 bytes plus NUL */
 
 /*
  * Rounds one snapshot may take: their records (with an EOS each) fit in
@@ -55,6 +58,18 @@ struct mrs_round {
 	uint64_t duration_ns;
 };
 
+/*
+ * The DEVICE record: where the device-state region is, its checksum, and
+ * what produced it. The region's bytes are the VMM's; mrsnap never reads
+ * into them.
+ */
+struct mrs_device_rec {
+	uint64_t offset, length; /* of the region in the file; length > 0 */
+	uint64_t checksum;	 /* xxh3-64 of the region's bytes */
+	char producer[MRS_DEVICE_TEXT];
+	char machine[MRS_DEVICE_TEXT];
+};
+
 /* A stream being written: the bytes so far, in memory. */
 struct mrs_stream_buf {
 	uint8_t *data;
@@ -66,6 +81,8 @@ int mrs_stream_append_blocks(struct mrs_stream_buf *s, uint32_t block_count,
 			     uint64_t block_table_offset);
 int mrs_stream_append_round(struct mrs_stream_buf *s, const struct mrs_round *round);
 int mrs_stream_append_eos(struct mrs_stream_buf *s);
+/* After the last round: a reader refuses a ROUND after it. */
+int mrs_stream_append_device(struct mrs_stream_buf *s, const struct mrs_device_rec *d);
 /* The last record: the number of records before it and a checksum of their bytes. */
 int mrs_stream_append_end(struct mrs_stream_buf *s);
 /*
@@ -83,6 +100,8 @@ struct mrs_stream_info {
 	struct mrs_round *rounds;
 	uint32_t nrounds;
 	uint64_t records; /* before the end record, EOS included */
+	bool has_device;  /* a DEVICE record was read into device */
+	struct mrs_device_rec device;
 };
 
 /*

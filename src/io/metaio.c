@@ -237,6 +237,10 @@ static int read_stream(int fd, struct mrs_image_meta *m, struct mrs_error *err)
 			       "the stream's BLOCKS record disagrees with the superblock");
 	if (m->stream.nrounds == 0)
 		return mrs_err(err, -EPROTO, "the stream records no round");
+	/* The region the DEVICE record names is checked like every other one. */
+	if (m->stream.has_device)
+		return mrs_layout_check_device(&m->sb, m->blocks, m->stream.device.offset,
+					       m->stream.device.length, m->file_size, err);
 	return 0;
 }
 

@@ -201,7 +201,7 @@ static int probe_missing(struct mrs_ram_map *m, struct mrs_error *err)
 }
 
 int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *path, uint64_t size,
-			 bool force, struct mrs_error *err)
+			 bool follow, struct mrs_error *err)
 {
 	struct stat st, fst;
 	int ret;
@@ -217,7 +217,7 @@ int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *pa
 			goto fail;
 		return 0;
 	}
-	if (S_ISLNK(st.st_mode) && !force) {
+	if (S_ISLNK(st.st_mode) && !follow) {
 		ret = mrs_err(err, -ELOOP,
 			      "target '%s' is a symbolic link; use --force to write through it",
 			      path);
@@ -236,7 +236,7 @@ int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *pa
 	 * Opening changes nothing: no O_CREAT, no O_TRUNC; and O_NONBLOCK, so
 	 * that a FIFO put there since the stat cannot hang the open.
 	 */
-	m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (force ? 0 : O_NOFOLLOW));
+	m->fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW));
 	if (m->fd < 0) {
 		ret = mrs_err_errno(err, -errno, "cannot open target '%s'", path);
 		goto fail;
@@ -301,33 +301,41 @@ static bool maps_line_is(const char *line, long pid, dev_t dev, ino_t ino)
 	return stat(path, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
 }
 
-int mrs_ram_mapped_by(dev_t dev, ino_t ino)
+bool mrs_ram_mapped_by_pid(int pid, dev_t dev, ino_t ino)
+{
+	char path[64], *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false; /* gone, or not ours to read */
+	while (!found && getline(&line, &cap, f) > 0)
+		found = maps_line_is(line, pid, dev, ino);
+	free(line);
+	fclose(f);
+	return found;
+}
+
+int mrs_ram_mapped_by(dev_t dev, ino_t ino, int except)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
-	char *line = NULL;
-	size_t cap = 0;
 	int found = 0;
 
 	if (!d)
 		return 0;
 	while (!found && (de = readdir(d))) {
-		char path[64], *end;
+		char *end;
 		long pid = strtol(de->d_name, &end, 10);
-		FILE *f;
 
-		if (*end || pid <= 0 || pid > INT32_MAX)
+		if (*end || pid <= 0 || pid > INT32_MAX || pid == except)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%ld/maps", pid);
-		f = fopen(path, "re");
-		if (!f)
-			continue; /* gone, or not ours to read */
-		while (!found && getline(&line, &cap, f) > 0)
-			if (maps_line_is(line, pid, dev, ino))
-				found = (int)pid;
-		fclose(f);
+		if (mrs_ram_mapped_by_pid((int)pid, dev, ino))
+			found = (int)pid;
 	}
-	free(line);
 	closedir(d);
 	return found;
 }
@@ -394,8 +402,10 @@ int mrs_ram_target_room(const struct mrs_ram_map *m, uint64_t *room, uint64_t *f
 	 * hugetlbfs: the free count is the pool's, and a file's pages are not in
 	 * st_blocks; pages it already holds would be counted as missing. Its
 	 * pool is set aside for guests beforehand, so do not second-guess it.
+	 * A tmpfs without a size (the kernel's own, where memfds live) says it
+	 * has no block at all: it is limited only by memory.
 	 */
-	if (fs.f_type == HUGETLBFS_MAGIC)
+	if (fs.f_type == HUGETLBFS_MAGIC || (fs.f_type == TMPFS_MAGIC && vfs.f_blocks == 0))
 		*room = UINT64_MAX;
 	return 0;
 }

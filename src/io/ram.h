@@ -37,24 +37,27 @@ int mrs_ram_open_source(struct mrs_ram_map *m, const struct mrs_ram *spec, struc
  * Restore targets are first probed, which changes nothing: a missing one
  * must be creatable in an existing directory; an existing one must be a
  * regular file or a block device of at least size bytes, and a symlink only
- * with force; it is opened (read-write, without O_CREAT) and its device,
- * inode and size noted. The engine checks its own rules on that, and only
- * then prepares the targets: creates the missing ones (0600, O_EXCL), sizes
- * regular files and makes every byte zero (mapping it on hugetlbfs).
+ * with follow (the caller's force, or a VMM's own /proc/PID/fd/N); it is opened (read-write,
+ * without O_CREAT) and its device, inode and size noted. The engine checks its own rules on that,
+ * and only then prepares the targets: creates the missing ones (0600, O_EXCL), sizes regular files
+ * and makes every byte zero (mapping it on hugetlbfs).
  */
 int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *path, uint64_t size,
-			 bool force, struct mrs_error *err);
+			 bool follow, struct mrs_error *err);
 int mrs_ram_prepare_target(struct mrs_ram_map *m, struct mrs_error *err);
 
 /* Whether two probed targets are one file (for missing ones: one name in one directory). */
 bool mrs_ram_same_target(const struct mrs_ram_map *a, const struct mrs_ram_map *b);
 
 /*
- * A process that has the file with this device and inode mapped (from
- * /proc/PID/maps: a running guest's RAM), or 0. Processes whose maps cannot
- * be read (other users', as non-root) are not seen.
+ * A process other than except (0: none excepted) that has the file with
+ * this device and inode mapped (from /proc/PID/maps: a running guest's
+ * RAM), or 0. Processes whose maps cannot be read (other users', as
+ * non-root) are not seen.
  */
-int mrs_ram_mapped_by(dev_t dev, ino_t ino);
+int mrs_ram_mapped_by(dev_t dev, ino_t ino, int except);
+/* Whether process pid maps the file with this device and inode. */
+bool mrs_ram_mapped_by_pid(int pid, dev_t dev, ino_t ino);
 
 /* After a failure: remove a target that mrs_ram_prepare_target created. */
 void mrs_ram_discard_target(struct mrs_ram_map *m);

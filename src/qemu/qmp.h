@@ -2,6 +2,8 @@
 /*
  * A QMP client: one connection to a QEMU monitor socket, on jansson.
  *
+ * QEMU writes one JSON object a line, as its monitors do by default (a
+ * monitor with pretty=on spreads them over lines: not supported, -EPROTO).
  * The connection is synchronous: a command is sent and its reply awaited
  * (with the connection's timeout); events that arrive meanwhile are queued,
  * to be taken with mrs_qmp_wait_event() or dropped. Nothing here knows what a
@@ -10,8 +12,14 @@
  * message:
  *   -EREMOTEIO   QEMU answered with an error ("QEMU refused 'migrate': ...")
  *   -ETIMEDOUT   no reply (or event) in time
- *   -ECONNRESET  QEMU closed the connection (or sent something that is not QMP:
- *                -EPROTO)
+ *   -ECONNRESET  QEMU closed the connection
+ *   -EPROTO      QEMU sent something that is not QMP (a line that is not a JSON
+ *                object, one longer than MRS_QMP_MAX_MESSAGE, a reply that is
+ *                not the one awaited); the start of the line is quoted
+ * After -ETIMEDOUT from a command, -ECONNRESET or -EPROTO the connection is
+ * unusable (a late reply could be taken for the next one's): every later call
+ * fails at once with that first reason. -EREMOTEIO and a wait_event timeout
+ * leave it usable.
  */
 #ifndef MRS_QMP_H
 #define MRS_QMP_H
@@ -24,6 +32,10 @@
 struct mrs_qmp;
 
 #define MRS_QMP_TIMEOUT_MS 10000 /* default for every command */
+/* The longest line (one JSON message) taken from QEMU; more is -EPROTO. */
+#define MRS_QMP_MAX_MESSAGE (16u << 20)
+/* Events queued while a command waits; beyond this, the oldest is dropped. */
+#define MRS_QMP_EVENT_QUEUE 64
 
 /*
  * Connect to the unix socket at path, read the greeting, and negotiate
@@ -32,11 +44,19 @@ struct mrs_qmp;
  */
 int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    struct mrs_error *err);
-/* The same over a connected socket (tests: a socketpair); fd is the client's now. */
+/*
+ * The same over a connected socket (tests: a socketpair); fd is the client's
+ * now, closed by mrs_qmp_close() or, on failure, before this returns.
+ */
 int mrs_qmp_connect_fd(struct mrs_qmp **out, int fd, unsigned timeout_ms, struct mrs_error *err);
 void mrs_qmp_close(struct mrs_qmp *q);
+/* The timeout of the commands that follow (0: MRS_QMP_TIMEOUT_MS). */
+void mrs_qmp_set_timeout(struct mrs_qmp *q, unsigned timeout_ms);
 
-/* The QEMU version from the greeting: "7.2.0" (major.minor.micro), and its package string. */
+/*
+ * The QEMU version from the greeting: "7.2.0" (major.minor.micro), and its
+ * package string as QEMU sent it ("" if none).
+ */
 const char *mrs_qmp_version(const struct mrs_qmp *q);
 const char *mrs_qmp_package(const struct mrs_qmp *q);
 /* The process at the other end of the socket (SO_PEERCRED); 0 if not known. */
@@ -54,8 +74,9 @@ int mrs_qmp_cmd_fd(struct mrs_qmp *q, const char *cmd, json_t *args, int fd, jso
 		   struct mrs_error *err);
 
 /*
- * Wait up to timeout_ms for the event named (queued ones first; others are
- * dropped). *data (may be NULL) gets its "data" member, a new reference.
+ * Wait up to timeout_ms (0: the connection's timeout) for the event named
+ * (queued ones first; others are dropped). *data (may be NULL) gets its
+ * "data" member, a new reference (NULL if the event has none).
  */
 int mrs_qmp_wait_event(struct mrs_qmp *q, const char *event, unsigned timeout_ms, json_t **data,
 		       struct mrs_error *err);

@@ -110,16 +110,18 @@ SNAPSHOT='{"live": bool, "channels": int, "direct": bool, "blocks": list, "round
 	"pages_zero": int, "pages_skipped": int, "pages_written": int, "written_bytes": int,
 	"base": (dict, N), "io_requests": int,
 	"io_resubmits": int, "image_size_bytes": int,
-	"stale_temporary_files_removed": int, "duration_seconds": float}'
+	"stale_temporary_files_removed": int, "duration_seconds": float,
+	"devstate": (dict, N), "warning": (str, N)}'
 INFO='{"format_version": int, "complete": bool, "live": bool, "created": str,
 	"created_unix_ns": int, "tool_version": str, "image_size_bytes": int,
-	"disk_usage_bytes": int, "blocks": list, "rounds": list}'
+	"disk_usage_bytes": int, "blocks": list, "rounds": list, "devstate": dict}'
 RESTORE='{"channels": int, "verified": bool, "cloned": bool, "blocks": list, "pages_total": int,
 	"pages_read": int, "read_bytes": int, "io_requests": int, "io_resubmits": int,
-	"duration_seconds": float}'
+	"duration_seconds": float, "devstate": dict,
+	"resumed": bool}'
 VERIFY='{"channels": int, "pages_checked": int, "pages_bad": int, "read_bytes": int,
 	"io_requests": int, "io_resubmits": int,
-	"duration_seconds": float, "bad_pages": list}'
+	"duration_seconds": float, "devstate": dict, "bad_pages": list}'
 
 "$MKRAM" "$T/a.ram" 4M 5 || fail "mkram"
 
@@ -136,17 +138,20 @@ cp "$T/out" "$T/info.json"
 json_check "$T/info.json" $rc "doc('info', True, $INFO); blocks(1); rounds(1)
 snap = json.load(open('$T/snap.json'))
 assert d['blocks'] == snap['blocks'], (d['blocks'], snap['blocks'])
-assert d['rounds'][0]['pages_written'] == snap['rounds'][0]['pages_written']"
+assert d['rounds'][0]['pages_written'] == snap['rounds'][0]['pages_written']
+assert d['devstate'] == {'present': False}, d['devstate']"
 rm -f "$T/a.out"
 run "$MRSNAP" restore --json --verify "$T/vm.img" --ram pc.ram="$T/a.out"
 json_check "$T/out" $rc "doc('restore', True, $RESTORE); blocks(1, {'created': bool})
 info = json.load(open('$T/info.json'))
 assert d['blocks'][0]['path'] == '$T/a.out' and d['blocks'][0]['created'] is True
 assert {**d['blocks'][0], 'path': None, 'created': None} == {**info['blocks'][0], 'path': None, 'created': None}
-assert 0 < d['io_requests'] <= d['pages_read']"
+assert 0 < d['io_requests'] <= d['pages_read']
+assert d['devstate'] == {'present': False, 'loaded': False}, d['devstate']"
 run "$MRSNAP" verify --json "$T/vm.img"
 json_check "$T/out" $rc "doc('verify', True, $VERIFY); assert d['bad_pages'] == []
-assert 0 < d['io_requests'] <= d['pages_checked']"
+assert 0 < d['io_requests'] <= d['pages_checked']
+assert d['devstate'] == {'present': False}, d['devstate']"
 
 # pages_skipped: a sparse source on tmpfs, one page of data in 4 MiB of hole,
 # is found without reading the hole (before, the counter was kept but never

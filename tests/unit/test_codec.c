@@ -385,6 +385,46 @@ static void test_layout_check_rejections(void **state)
 	assert_msg_has(&err, "overlaps");
 }
 
+/*
+ * The device-state region is checked like every other region: the writer's
+ * place for it passes; unaligned, past the end of the file, or overlapping
+ * the stream or a page region fails, naming it. Catches a reader that
+ * would let the VMM's bytes alias the image's own metadata or pages.
+ */
+static void test_layout_device_region(void **state)
+{
+	struct mrs_superblock sb;
+	struct mrs_block_header b[2];
+	struct mrs_error err = {0};
+	uint64_t size, dev;
+
+	plan_two(&sb, b, &size);
+	assert_true(mrs_devstate_offset(sb.stream_offset, &dev));
+	assert_int_equal(dev % MRS_PAGES_ALIGN, 0);
+	assert_true(dev >= sb.stream_offset + MRS_STREAM_MAX);
+	assert_int_equal(mrs_layout_check_device(&sb, b, dev, 300000, dev + 300000, &err), 0);
+	/* Past the end of the file. */
+	assert_int_equal(mrs_layout_check_device(&sb, b, dev, 300000, dev + 299999, &err), -EPROTO);
+	assert_msg_has(&err, "device-state region at offset");
+	assert_msg_has(&err, "past the end of the file");
+	/* Not 4 KiB aligned. */
+	assert_int_equal(mrs_layout_check_device(&sb, b, dev + 512, 300000, dev + MiB, &err),
+			 -EPROTO);
+	assert_msg_has(&err, "device-state region at offset");
+	assert_msg_has(&err, "not aligned");
+	/* Over the stream. */
+	assert_int_equal(mrs_layout_check_device(&sb, b, sb.stream_offset, 8192, size + 8192, &err),
+			 -EPROTO);
+	assert_msg_has(&err, "device-state region");
+	assert_msg_has(&err, "overlaps");
+	/* Over a page region. */
+	assert_int_equal(
+	    mrs_layout_check_device(&sb, b, b[1].pages_offset + 4096, 4096, size, &err), -EPROTO);
+	assert_msg_has(&err, "device-state region");
+	assert_msg_has(&err, "overlaps page region of block 1");
+	assert_false(mrs_devstate_offset(UINT64_MAX - 4096, &dev));
+}
+
 static void test_bitmap_check(void **state)
 {
 	struct mrs_block_header bh = {.page_count = 10, .bitmap_length = 8, .pages_present = 2};
@@ -424,6 +464,7 @@ int main(void)
 	    cmocka_unit_test(test_layout_many_blocks),
 	    cmocka_unit_test(test_layout_overflow),
 	    cmocka_unit_test(test_layout_check_rejections),
+	    cmocka_unit_test(test_layout_device_region),
 	    cmocka_unit_test(test_bitmap_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

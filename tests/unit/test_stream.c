@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The control stream: what the reader accepts (EOS anywhere a record may
- * start, any number of times) and what it rejects (unknown flags, reserved
- * kinds, bad lengths and checksums, records after the end, a missing end),
- * each with a message that names the flag value or problem and the offset.
+ * start, any number of times; one DEVICE record after the last round) and
+ * what it rejects (unknown flags, reserved kinds, a misplaced DEVICE
+ * record, bad lengths and checksums, records after the end, a missing
+ * end), each with a message that names the flag value or problem and the
+ * offset.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -153,13 +155,160 @@ static void test_reserved_kinds(void **state)
 {
 	check_rejected_flags(MRS_REC_PAGE, 64, "unexpected stream flags 0x8 (PAGE)");
 	check_rejected_flags(MRS_REC_ZERO, 0, "unexpected stream flags 0x2 (ZERO)");
-	check_rejected_flags(MRS_REC_DEVICE, 16, "unexpected stream flags 0x40 (DEVICE)");
 }
 
 static void test_bad_length(void **state)
 {
 	check_rejected_flags(MRS_REC_ROUND, 60, "bad length 60, expected 64");
 	check_rejected_flags(MRS_REC_EOS, 8, "bad length 8, expected 0");
+	check_rejected_flags(MRS_REC_DEVICE, 16, "bad length 16, expected 160");
+}
+
+static struct mrs_device_rec sample_device(void)
+{
+	struct mrs_device_rec d = {
+	    .offset = 0x41000000, .length = 300001, .checksum = 0x0123456789abcdefull};
+
+	strcpy(d.producer, "QEMU 7.2.0");
+	strcpy(d.machine, "pc-i440fx-7.2");
+	return d;
+}
+
+/*
+ * A DEVICE record written after the last round comes back field by field,
+ * EOS after it tolerated. Catches an encoder and decoder that disagree on
+ * an offset of the payload, or a reader that still refuses the kind.
+ */
+static void test_device_round_trip(void **state)
+{
+	struct mrs_device_rec d = sample_device();
+	struct mrs_stream_buf s = {0};
+	struct mrs_stream_info info;
+	struct mrs_error err = {0};
+
+	base_records(&s, 9, 0);
+	assert_int_equal(mrs_stream_append_device(&s, &d), 0);
+	assert_int_equal(mrs_stream_append_eos(&s), 0);
+	assert_int_equal(mrs_stream_append_end(&s), 0);
+	assert_int_equal(parse(&s, &info, &err), 0);
+	assert_true(info.has_device);
+	assert_int_equal(info.device.offset, d.offset);
+	assert_int_equal(info.device.length, d.length);
+	assert_int_equal(info.device.checksum, d.checksum);
+	assert_string_equal(info.device.producer, "QEMU 7.2.0");
+	assert_string_equal(info.device.machine, "pc-i440fx-7.2");
+	assert_int_equal(info.nrounds, 2);
+	mrs_stream_info_free(&info);
+	mrs_stream_buf_free(&s);
+
+	/* Without one, none is reported. */
+	base_records(&s, 9, 0);
+	assert_int_equal(mrs_stream_append_end(&s), 0);
+	assert_int_equal(parse(&s, &info, &err), 0);
+	assert_false(info.has_device);
+	mrs_stream_info_free(&info);
+	mrs_stream_buf_free(&s);
+}
+
+/* Parse s (ended here) and expect -EPROTO naming needle and the record at pos. */
+static void assert_rejected_at(struct mrs_stream_buf *s, size_t pos, const char *needle)
+{
+	struct mrs_stream_info info;
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_stream_append_end(s), 0);
+	assert_int_equal(parse(s, &info, &err), -EPROTO);
+	assert_msg_has(&err, needle);
+	assert_offset(&err, pos);
+	mrs_stream_buf_free(s);
+}
+
+/*
+ * At most one DEVICE record, after the last ROUND: one before any round, a
+ * round after it, or a second one is refused at the offending record.
+ * Catches a reader that would take device state of another instant than
+ * the RAM (a round after it), or two of them.
+ */
+static void test_device_placement(void **state)
+{
+	struct mrs_device_rec d = sample_device();
+	struct mrs_round r2 = sample_round(2);
+	struct mrs_stream_buf s = {0};
+	size_t at;
+
+	/* Before any round. */
+	assert_int_equal(mrs_stream_append_blocks(&s, 1, 4096), 0);
+	at = s.len;
+	assert_int_equal(mrs_stream_append_device(&s, &d), 0);
+	assert_rejected_at(&s, at, "DEVICE record at offset");
+
+	/* A round after it. */
+	base_records(&s, 9, 0);
+	assert_int_equal(mrs_stream_append_device(&s, &d), 0);
+	assert_int_equal(mrs_stream_append_eos(&s), 0);
+	at = s.len;
+	assert_int_equal(mrs_stream_append_round(&s, &r2), 0);
+	assert_rejected_at(&s, at, "after the DEVICE record");
+
+	/* Twice. */
+	base_records(&s, 9, 0);
+	assert_int_equal(mrs_stream_append_device(&s, &d), 0);
+	at = s.len;
+	assert_int_equal(mrs_stream_append_device(&s, &d), 0);
+	assert_rejected_at(&s, at, "second DEVICE record");
+}
+
+/* A DEVICE payload of the writer's, changed at byte off to v. */
+static void append_device_patched(struct mrs_stream_buf *s, size_t off, uint8_t v)
+{
+	struct mrs_device_rec d = sample_device();
+	struct mrs_stream_buf one = {0};
+	uint8_t p[MRS_DEVICE_PAYLOAD];
+
+	assert_int_equal(mrs_stream_append_device(&one, &d), 0);
+	memcpy(p, one.data + MRS_REC_HEADER, sizeof(p));
+	mrs_stream_buf_free(&one);
+	p[off] = v;
+	assert_int_equal(mrs_stream_append(s, MRS_REC_DEVICE, p, sizeof(p)), 0);
+}
+
+/*
+ * Flags and reserved must be zero, the region not empty, the two text
+ * fields terminated and NUL-padded. Catches a reader that would accept a
+ * later version's meaning it does not know, or print past a field.
+ */
+static void test_device_fields(void **state)
+{
+	static const struct {
+		size_t off;
+		uint8_t v;
+		const char *needle;
+	} cases[] = {
+	    {24, 1, "flags 0x1 and reserved 0x0 must be zero"},
+	    {28, 1, "flags 0x0 and reserved 0x1 must be zero"},
+	    {32 + 63, 'x', "producer is not terminated"},
+	    {32 + 20, 'x', "producer is not terminated"}, /* padding after the NUL */
+	    {96 + 63, 'x', "machine is not terminated"},
+	};
+	struct mrs_stream_buf s = {0};
+	size_t at;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		base_records(&s, 9, 0);
+		at = s.len;
+		append_device_patched(&s, cases[i].off, cases[i].v);
+		assert_rejected_at(&s, at, cases[i].needle);
+	}
+	/* An empty region: length 0 (bytes 8..15). */
+	base_records(&s, 9, 0);
+	at = s.len;
+	{
+		struct mrs_device_rec d = sample_device();
+
+		d.length = 0;
+		assert_int_equal(mrs_stream_append_device(&s, &d), 0);
+	}
+	assert_rejected_at(&s, at, "empty region");
 }
 
 static void test_length_past_end(void **state)
@@ -330,6 +479,9 @@ int main(void)
 	    cmocka_unit_test(test_unknown_flag_bits),
 	    cmocka_unit_test(test_reserved_kinds),
 	    cmocka_unit_test(test_bad_length),
+	    cmocka_unit_test(test_device_round_trip),
+	    cmocka_unit_test(test_device_placement),
+	    cmocka_unit_test(test_device_fields),
 	    cmocka_unit_test(test_length_past_end),
 	    cmocka_unit_test(test_bad_checksum),
 	    cmocka_unit_test(test_record_after_end),
