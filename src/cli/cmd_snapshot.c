@@ -23,7 +23,7 @@ static const char usage[] =
     "                      shares OLD's extents (XFS with reflink, btrfs) and gets\n"
     "                      only the pages that changed; OLD is only read, and may\n"
     "                      be deleted afterwards (elsewhere: a full snapshot, and a\n"
-    "                      notice)\n"
+    "                      notice); with --qmp too, QEMU's blocks against OLD's\n"
     "      --force         replace an existing IMAGE\n"
     "      --no-fsync      do not fsync: faster, but a power loss may damage the image\n"
     "      --json          print a summary as JSON on stdout\n"

@@ -11,6 +11,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "clone.h"
@@ -27,6 +28,35 @@ static int check_no_data(const struct mrs_ram_map *t, struct mrs_error *err)
 		       "target '%s' of block '%s' holds data: --clone writes only a new file, "
 		       "an empty one or one of holes; nothing was written",
 		       t->path, t->name);
+}
+
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+
+/*
+ * An existing target in memory (tmpfs, hugetlbfs) never shares a disk
+ * file's extents. Said first, and plainly: a VMM's memfd backend
+ * (/proc/PID/fd/N) has no directory the probe could clone into.
+ */
+static int check_not_memory(const struct mrs_ram_map *t, const char *image, struct mrs_error *err)
+{
+	struct statfs fs;
+
+	if (fstatfs(t->fd, &fs))
+		return mrs_err_errno(err, -errno, "cannot stat the filesystem of target '%s'",
+				     t->path);
+	if (fs.f_type != TMPFS_MAGIC && fs.f_type != HUGETLBFS_MAGIC)
+		return 0;
+	return mrs_err(err, -EXDEV,
+		       "target '%s' of block '%s' is memory (tmpfs or hugetlbfs: a memfd backend, "
+		       "or /dev/shm), which cannot share the extents of '%s': --clone needs a file "
+		       "on the image's filesystem (QEMU: memory-backend-file with its mem-path "
+		       "there); nothing was written",
+		       t->path, t->name, image);
 }
 
 /* The directory the target's file is (or will be) in: where the probe clones to. */
@@ -49,7 +79,8 @@ static int probe(const struct mrs_image_reader *img, const struct mrs_block_head
 	int ret;
 
 	if (!dir)
-		return mrs_err(err, -ENOMEM, "out of memory");
+		return mrs_err_errno(err, -errno, "cannot find the directory of target '%s'",
+				     t->path);
 	ret = mrs_clone_probe(dir, img->fd, bh->pages_offset, unit);
 	free(dir);
 	if (ret == -EXDEV)
@@ -84,6 +115,8 @@ int mrs_clone_check(const struct mrs_image_reader *img, const struct mrs_ram_map
 				       "files that share the image's extents; nothing was written",
 				       t->path, t->name);
 		ret = t->exists ? check_no_data(t, err) : 0;
+		if (!ret && t->exists)
+			ret = check_not_memory(t, img->path, err);
 		if (ret)
 			return ret;
 		if (!unit || bh->pages_offset % unit || len % unit)
