@@ -23,24 +23,8 @@ DIRTY=$top_builddir/tests/tools/dirty
 DATABYTES=$top_builddir/tests/tools/databytes
 
 # ---- an XFS filesystem with reflink on a loop device ------------------------
-[ "$(id -u)" = 0 ] || skip "mounting an XFS image on a loop device needs root"
-command -v mkfs.xfs >/dev/null 2>&1 || skip "mkfs.xfs is missing (xfsprogs, scripts/deps)"
-[ -e /dev/loop-control ] || skip "no loop devices here (/dev/loop-control is missing)"
 X=$T/xfs
-mkdir "$X"
-truncate -s 1G "$T/xfs.img"
-mkfs.xfs -q -m reflink=1 "$T/xfs.img" >"$T/mkfs.err" 2>&1 ||
-	skip "mkfs.xfs -m reflink=1 failed: $(cat "$T/mkfs.err")"
-# mount -o loop takes a free loop device and lets it go again on umount.
-mount -o loop "$T/xfs.img" "$X" 2>"$T/mount.err" ||
-	skip "cannot mount an XFS image on a loop device: $(cat "$T/mount.err")"
-cow_cleanup() {
-	umount "$X" 2>/dev/null || umount -l "$X" 2>/dev/null
-	cleanup
-}
-trap cow_cleanup EXIT
-# A signal (make's timeout, Ctrl-C) exits through the EXIT trap, so the mount goes too.
-trap 'exit 1' HUP INT TERM
+xfs_mount "$X" 1G
 
 # json FILE PATH: one value of a --json document.
 json() {
