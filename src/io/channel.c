@@ -388,8 +388,11 @@ static int setup_channel(struct mrs_chanset *cs, unsigned id, struct mrs_error *
 	ch->reqs = calloc(cs->cfg.depth, sizeof(*ch->reqs));
 	ch->store_q = calloc(cs->cfg.depth, sizeof(*ch->store_q));
 	ch->unsent = calloc(cs->cfg.depth, sizeof(*ch->unsent));
-	if (!ch->reqs || !ch->store_q || !ch->unsent)
+	ch->segs = calloc((size_t)cs->cfg.depth * cs->max_segs, sizeof(*ch->segs));
+	if (!ch->reqs || !ch->store_q || !ch->unsent || !ch->segs)
 		return mrs_err(err, -ENOMEM, "out of memory");
+	for (unsigned i = 0; i < cs->cfg.depth; i++)
+		ch->reqs[i].segs = ch->segs + (size_t)i * cs->max_segs;
 	ret = open_channel_fd(cs, ch, err);
 	if (ret)
 		return ret;
@@ -453,6 +456,8 @@ static void size_buffers(struct mrs_chanset *cs)
 			cs->buf_size = cs->blocks[i].page_size;
 	nslots = share / cs->buf_size;
 	cs->nslots = nslots > cs->cfg.depth ? cs->cfg.depth : (unsigned)nslots;
+	/* Segments are separated by gaps of at least one page. */
+	cs->max_segs = (unsigned)(cs->buf_size / MRS_MIN_PAGE / 2 + 1);
 }
 
 int mrs_chanset_open(struct mrs_chanset **out, const struct mrs_chan_config *cfg,
@@ -636,6 +641,7 @@ void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum)
 		sum->pages_scanned += s->pages_scanned;
 		sum->pages_dirty += s->pages_dirty;
 		sum->pages_written += s->pages_written;
+		sum->pages_bridged += s->pages_bridged;
 		sum->pages_zeroed += s->pages_zeroed;
 		sum->pages_read += s->pages_read;
 		sum->pages_skipped += s->pages_skipped;
@@ -643,6 +649,7 @@ void mrs_chanset_stats(struct mrs_chanset *cs, struct mrs_chan_stats *sum)
 		sum->bytes_written += s->bytes_written;
 		sum->bytes_read += s->bytes_read;
 		sum->requests += s->requests;
+		sum->punches += s->punches;
 		sum->resubmits += s->resubmits;
 	}
 }
@@ -683,6 +690,7 @@ void mrs_chanset_close(struct mrs_chanset *cs)
 		free(ch->reqs);
 		free(ch->store_q);
 		free(ch->unsent);
+		free(ch->segs);
 		free(ch->pool);
 		free(ch->slot_refs);
 		free(ch->free_slots);

@@ -37,6 +37,16 @@
  * than a buffer (1 GiB hugetlbfs pages) is moved in buffer-sized pieces.
  */
 #define MRS_BUFFER_BUDGET (48u * 1024u * 1024u)
+/*
+ * The longest gap a request bridges: a run of pages to move may carry up to
+ * this many bytes of pages not to be moved (zero or unchanged pages on save,
+ * absent ones on load and verify) rather than end and start a new request.
+ * From fio on the work disk: a request costs 7-10 us beyond its bytes, a
+ * 4 KiB page 1.6-2.4 us, so a gap of up to 4 such pages costs less carried
+ * than cut (docs/PERFORMANCE.md, "Bridging gaps"). Pages larger than this
+ * are never bridged.
+ */
+#define MRS_BRIDGE_BYTES (16u * 1024u)
 
 /* One RAM block as channels see it. */
 struct mrs_chan_block {
@@ -130,7 +140,8 @@ struct mrs_chan_hooks {
 	int (*before_flush)(void *ctx, unsigned channel);
 	/* Before it waits for completions: 0, or an error it takes as the wait's result. */
 	int (*before_wait)(void *ctx, unsigned channel);
-	/* In the caller's thread, as mrs_chanset_sync returns: how tests count an engine's syncs. */
+	/* In the caller's thread, as mrs_chanset_sync returns: how tests count an engine's syncs.
+	 */
 	void (*on_sync)(void *ctx);
 };
 
@@ -155,15 +166,17 @@ struct mrs_chan_config {
 /* Counters, summed over channels. Read them after a sync. */
 struct mrs_chan_stats {
 	uint64_t pages_scanned;
-	uint64_t pages_dirty; /* save: non-zero pages that had to be written */
-	uint64_t pages_written;
-	uint64_t pages_zeroed; /* save: present before, zero now */
-	uint64_t pages_read;
+	uint64_t pages_dirty;	/* save: non-zero pages that had to be written */
+	uint64_t pages_written; /* save: the pages the policy wrote, not bridged ones */
+	uint64_t pages_bridged; /* carried in a request without being moved (a gap) */
+	uint64_t pages_zeroed;	/* save: present before, zero now */
+	uint64_t pages_read;	/* load, verify: present pages read, not bridged ones */
 	uint64_t pages_skipped; /* save: in holes of a sparse block's file, never read */
 	uint64_t pages_bad;	/* verify: hash mismatches */
 	uint64_t bytes_written;
 	uint64_t bytes_read;
 	uint64_t requests;
+	uint64_t punches;   /* save: fallocate(PUNCH_HOLE) calls for pages that became zero */
 	uint64_t resubmits; /* short transfers and -EAGAIN completed by resubmission */
 };
 

@@ -20,7 +20,18 @@ enum stage {
 	STAGE_IMAGE_READ,  /* load, verify: pages from the image into a buffer, through the ring */
 };
 
-/* One request in flight: a run of contiguous pages of one block, in one buffer. */
+/* A run of pages a request moves on: first is counted from the request's first page. */
+struct segment {
+	uint32_t first;
+	uint32_t npages;
+};
+
+/*
+ * One request in flight: a run of contiguous pages of one block, in one
+ * buffer. The run may bridge short gaps (MRS_BRIDGE_BYTES) of pages its
+ * job does not move: a read's segments are the pages that are moved on
+ * (judged, stored); the gaps' bytes are read and dropped.
+ */
 struct request {
 	struct mrs_io io; /* what was asked last, as hooks see it */
 	enum stage stage;
@@ -29,10 +40,13 @@ struct request {
 	uint32_t done; /* bytes of this stage transferred so far */
 	uint32_t len;  /* bytes of the run */
 	uint64_t first_page;
-	uint32_t npages;
+	uint32_t npages;      /* of the run, bridged ones included */
+	uint32_t bridged;     /* pages of gaps in the run */
+	struct segment *segs; /* reads: the runs of pages moved on (set up once per request) */
+	uint32_t nsegs;
 	uint32_t block;
-	unsigned slot;	/* the buffer it holds a reference to */
-	unsigned rec;	/* its job: index into channel.recs */
+	unsigned slot; /* the buffer it holds a reference to */
+	unsigned rec;  /* its job: index into channel.recs */
 	bool busy;
 	bool in_ring; /* submitted to the ring, its completion not yet handled */
 };
@@ -95,6 +109,15 @@ struct channel {
 	unsigned cur_rec;
 	uint64_t cursor; /* next page of cur to look at */
 	struct chunk chunk;
+	/*
+	 * Save: a run of pages of the current job that became zero, to be
+	 * punched out as one range (any: one of them was present).
+	 */
+	struct {
+		uint32_t block;
+		uint64_t first, npages;
+		bool any;
+	} punch;
 	struct job_rec recs[JOB_RECS]; /* a ring of started, unretired jobs */
 	unsigned rec_head, rec_count;
 	unsigned inflight; /* requests in the ring: submitted, or prepared and not yet taken */
@@ -104,6 +127,7 @@ struct channel {
 	 * after a failed submit these are the ones it never saw.
 	 */
 	struct request **unsent;
+	struct segment *segs; /* the requests' segments, max_segs each */
 	unsigned unsent_head, nunsent;
 	/* The ring failed (a wait, or a submit that cannot be retried): no more I/O through it. */
 	bool ring_dead;
@@ -120,7 +144,8 @@ struct mrs_chanset {
 	uint32_t nblocks;
 	size_t buf_size; /* bytes of one buffer: a request, or one page, or a piece of one */
 	size_t buf_align;
-	unsigned nslots; /* buffers per channel */
+	unsigned nslots;   /* buffers per channel */
+	unsigned max_segs; /* segments a request can hold */
 	/*
 	 * Per block: held while a channel writes loaded pages to the block's
 	 * file. Writes to one file serialize on its inode lock in the kernel,

@@ -89,8 +89,14 @@ struct mrs_page_ops {
 void mrs_page_fail(const struct mrs_page_job *j, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Punch a page of the image out (it became zero); without punch support, leave it. */
-void mrs_page_punch(const struct mrs_page_job *j, uint64_t page);
+/*
+ * Save: a page of the job is zero now (was_present: the image held it).
+ * The transport punches runs of such pages out, one range a run and only
+ * if one of them was present, before the job counts as done; a run that a
+ * write bridges gets its zeros from the write instead. Without punch
+ * support the bytes stay; the cleared bit hides them.
+ */
+void mrs_page_clear(const struct mrs_page_job *j, uint64_t page, bool was_present);
 
 /* Add a page whose bytes did not match its hash to the set's list (verify). */
 void mrs_page_record_bad(const struct mrs_page_job *j, uint64_t page, uint64_t expected,

@@ -15,11 +15,14 @@
 #include "codec.h"
 #include "policy.h"
 
-/* A page that is zero now: never written, or cleared and punched out if it was. */
+/*
+ * A page that is zero now: never written, or cleared if it was; the
+ * transport makes its bytes zero with the runs around it (mrs_page_clear).
+ */
 static void zero_page(const struct mrs_page_job *j, uint64_t page)
 {
+	mrs_page_clear(j, page, j->pages->present[page]);
 	if (j->pages->present[page]) {
-		mrs_page_punch(j, page);
 		j->stats->pages_zeroed++;
 		j->pages->present[page] = 0;
 		j->pages->hashes[page] = 0;

@@ -72,9 +72,12 @@ static void retire_jobs(struct channel *ch)
 	}
 }
 
-/* The current job has made all its requests. */
+static void flush_punch(struct channel *ch);
+
+/* The current job has made all its requests (and punched what became zero). */
 static void finish_building(struct channel *ch)
 {
+	flush_punch(ch);
 	ch->recs[ch->cur_rec].built = true;
 	ch->have_cur = false;
 	retire_jobs(ch);
@@ -82,6 +85,8 @@ static void finish_building(struct channel *ch)
 
 void mrs_chan_abandon_job(struct channel *ch)
 {
+	ch->punch.npages = 0; /* the set has failed or is closing: the image is not complete */
+	ch->punch.any = false;
 	if (ch->chunk.valid) {
 		put_slot(ch, ch->chunk.slot);
 		ch->chunk.valid = false;
@@ -130,10 +135,51 @@ static int punch(struct channel *ch, const struct mrs_chan_block *b, uint64_t pa
 	return -e;
 }
 
-void mrs_page_punch(const struct mrs_page_job *j, uint64_t page)
+/*
+ * Punch the pending run of pages that became zero out as one range, if any
+ * of them was present (the others are holes already, or zeros a bridged
+ * write put there: punching them too keeps the range whole). Without punch
+ * support the stale bytes stay; the clear bits hide them.
+ */
+static void flush_punch(struct channel *ch)
 {
-	/* Without punch support the stale bytes stay; the clear bit hides them. */
-	punch(j->ch, j->block, page, 0, j->block->page_size);
+	const struct mrs_chan_block *b = &ch->set->blocks[ch->punch.block];
+
+	if (ch->punch.npages && ch->punch.any && !atomic_load(&ch->set->failed)) {
+		punch(ch, b, ch->punch.first, 0, ch->punch.npages * b->page_size);
+		ch->stats.punches++;
+	}
+	ch->punch.npages = 0;
+	ch->punch.any = false;
+}
+
+void mrs_page_clear(const struct mrs_page_job *j, uint64_t page, bool was_present)
+{
+	struct channel *ch = j->ch;
+
+	if (ch->punch.npages &&
+	    (ch->punch.block != j->job->block || ch->punch.first + ch->punch.npages != page))
+		flush_punch(ch);
+	if (!ch->punch.npages) {
+		ch->punch.block = j->job->block;
+		ch->punch.first = page;
+	}
+	ch->punch.npages++;
+	ch->punch.any = ch->punch.any || was_present;
+}
+
+/*
+ * A gap of pages from first to page (not included) is bridged by a write
+ * from their copy, which is zero for each page that became zero: a pending
+ * punch that lies in the gap is not needed any more.
+ */
+static void bridged_write_zeroes(struct channel *ch, uint32_t block, uint64_t first, uint64_t page)
+{
+	if (ch->punch.npages && ch->punch.block == block && ch->punch.first >= first &&
+	    ch->punch.first + ch->punch.npages <= page) {
+		ch->punch.npages = 0;
+		ch->punch.any = false;
+	}
 }
 
 /* Read len bytes of the block's RAM file at off; false if that failed the set. */
@@ -199,16 +245,27 @@ static void release_chunk_if_done(struct channel *ch)
 	}
 }
 
+/* Pages of a block a gap may have and still be bridged (0: none). */
+static uint64_t bridge_pages(const struct mrs_chan_block *b)
+{
+	return MRS_BRIDGE_BYTES / b->page_size;
+}
+
 /*
  * The next run of pages to write, from the copy in the chunk: the policy
- * says which pages of the copy are written, and a run ends at the first
- * page it does not write.
+ * says which pages of the copy are written. A run starts and ends with a
+ * page it writes; a gap of pages it does not write (zero, or unchanged) of
+ * up to bridge_pages() is written too, from the same copy, so that the
+ * request stays large: the bitmap and the checksum table, which the policy
+ * keeps, say what a page holds, not its bytes (docs/DESIGN.md, "Layout").
+ * A longer gap ends the run, so long zero runs stay holes.
  */
 static enum built build_write(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
 	struct mrs_page_job pj = page_job(ch, &ch->cur);
 	struct chunk *c = &ch->chunk;
+	uint64_t gap = 0, gap_max = bridge_pages(b);
 
 	for (;;) {
 		if (!c->valid) {
@@ -227,10 +284,15 @@ static enum built build_write(struct channel *ch, struct request *rq)
 				if (!rq->npages) {
 					rq->first_page = page;
 					rq->buf = (uint8_t *)copy;
+				} else if (gap) {
+					bridged_write_zeroes(ch, rq->block, page - gap, page);
+					rq->npages += (uint32_t)gap;
+					rq->bridged += (uint32_t)gap;
+					gap = 0;
 				}
 				rq->npages++;
-			} else if (rq->npages) {
-				break; /* a run ends at the first page not written */
+			} else if (rq->npages && ++gap > gap_max) {
+				break; /* too long a gap ends the run */
 			}
 		}
 		if (rq->npages) {
@@ -249,19 +311,61 @@ static enum built build_write(struct channel *ch, struct request *rq)
 
 /* ---- image to RAM, or to nowhere ----------------------------------------- */
 
+/* Add n pages at the cursor to a read as a segment, or to its last one if they follow it. */
+static void add_segment(struct channel *ch, struct request *rq, uint64_t n)
+{
+	uint32_t at = (uint32_t)(ch->cursor - rq->first_page);
+	struct segment *last = rq->nsegs ? &rq->segs[rq->nsegs - 1] : NULL;
+
+	if (last && last->first + last->npages == at)
+		last->npages += (uint32_t)n;
+	else
+		rq->segs[rq->nsegs++] = (struct segment){at, (uint32_t)n};
+	rq->npages = at + (uint32_t)n;
+	ch->cursor += n;
+	ch->stats.pages_scanned += n;
+}
+
+/*
+ * Grow a read past gaps of at most bridge_pages() pages the policy skips
+ * (absent pages: their bytes are read and dropped), up to max pages. The
+ * cursor always moves past the pages the policy skipped, bridged or not.
+ */
+static void bridge_read(struct channel *ch, struct request *rq, uint64_t max)
+{
+	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	struct mrs_page_job pj = page_job(ch, &ch->cur);
+	uint64_t end = ch->cur.first_page + ch->cur.npages, gap_max = bridge_pages(b);
+
+	while (gap_max && rq->npages < max && ch->cursor < end) {
+		uint64_t room = max - rq->npages;
+		struct mrs_run run = {0, 0};
+
+		ch->cur.ops->plan_run(&pj, ch->cursor, end, room, &run);
+		if (run.skip > gap_max || run.skip >= room || !run.npages) {
+			ch->cursor += run.skip;
+			ch->stats.pages_scanned += run.skip;
+			return;
+		}
+		ch->cursor += run.skip;
+		ch->stats.pages_scanned += run.skip;
+		rq->bridged += (uint32_t)run.skip;
+		add_segment(ch, rq, run.npages < room - run.skip ? run.npages : room - run.skip);
+	}
+}
+
 static enum built build_read(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
-	uint64_t n;
+	uint64_t max = ch->set->buf_size / b->page_size, n;
 
-	if (plan_run(ch, ch->set->buf_size / b->page_size, &n) == DONE)
+	if (plan_run(ch, max, &n) == DONE)
 		return DONE;
 	if (!take_slot(ch, &rq->slot))
 		return BLOCKED;
 	rq->first_page = ch->cursor;
-	rq->npages = (uint32_t)n;
-	ch->cursor += n;
-	ch->stats.pages_scanned += n;
+	add_segment(ch, rq, n);
+	bridge_read(ch, rq, max);
 	rq->stage = STAGE_IMAGE_READ;
 	rq->buf = slot_ptr(ch, rq->slot);
 	return BUILT;
@@ -282,11 +386,13 @@ static enum built move_large_page(struct channel *ch);
 static enum built build_request(struct channel *ch, struct request *rq)
 {
 	const struct mrs_chan_block *b = &ch->set->blocks[ch->cur.block];
+	struct segment *segs = rq->segs; /* set up once, kept across requests */
 	enum built r;
 
 	if (b->page_size > ch->set->buf_size)
 		return move_large_page(ch);
 	memset(rq, 0, sizeof(*rq));
+	rq->segs = segs;
 	rq->block = ch->cur.block;
 	rq->rec = ch->cur_rec;
 	r = ch->cur.ops->flow == MRS_FLOW_RAM_TO_IMAGE ? build_write(ch, rq) : build_read(ch, rq);
@@ -375,16 +481,21 @@ void mrs_page_record_bad(const struct mrs_page_job *j, uint64_t page, uint64_t e
 	pthread_mutex_unlock(&cs->lock);
 }
 
-/* A run was read in full: show the policy its pages; false if it failed the set. */
+/*
+ * A run was read in full: show the policy the pages of its segments (the
+ * bytes of bridged gaps are not looked at); false if it failed the set.
+ */
 static bool judge_run(struct channel *ch, struct request *rq)
 {
 	const struct mrs_job *job = &ch->recs[rq->rec].job;
 	struct mrs_page_job pj = page_job(ch, job);
 	uint64_t ps = pj.block->page_size;
 
-	for (uint32_t i = 0; i < rq->npages; i++)
-		if (!job->ops->page_read(&pj, rq->first_page + i, rq->buf + i * ps))
-			return false;
+	for (uint32_t s = 0; s < rq->nsegs; s++)
+		for (uint32_t i = rq->segs[s].first; i < rq->segs[s].first + rq->segs[s].npages;
+		     i++)
+			if (!job->ops->page_read(&pj, rq->first_page + i, rq->buf + i * ps))
+				return false;
 	return true;
 }
 
@@ -448,12 +559,22 @@ static bool store(struct channel *ch, uint32_t block, uint8_t *buf, uint32_t len
 	return piece_io(ch, block, true, true, b->fd, buf, len, off);
 }
 
-/* Write one loaded run to its block's file (the store lock is held). */
+/*
+ * Write the segments of one loaded run to its block's file (the store lock
+ * is held): never the bytes of a bridged gap, so absent pages stay as the
+ * target has them, zero (docs/DESIGN.md, "Layout").
+ */
 static void write_pages(struct channel *ch, struct request *rq)
 {
-	uint64_t base = rq->first_page * ch->set->blocks[rq->block].page_size;
+	uint64_t ps = ch->set->blocks[rq->block].page_size;
 
-	store(ch, rq->block, rq->buf, rq->len, base);
+	for (uint32_t s = 0; s < rq->nsegs; s++) {
+		const struct segment *g = &rq->segs[s];
+
+		if (!store(ch, rq->block, rq->buf + g->first * ps, (uint32_t)(g->npages * ps),
+			   (rq->first_page + g->first) * ps))
+			return;
+	}
 }
 
 /*
@@ -705,11 +826,12 @@ static enum built move_large_page(struct channel *ch)
 static void stage_done(struct channel *ch, struct request *rq)
 {
 	atomic_fetch_add(&ch->set->bytes_moved, rq->len);
+	ch->stats.pages_bridged += rq->bridged;
 	if (rq->stage == STAGE_IMAGE_WRITE) {
-		ch->stats.pages_written += rq->npages;
+		ch->stats.pages_written += rq->npages - rq->bridged;
 		ch->stats.bytes_written += rq->len;
 	} else {
-		ch->stats.pages_read += rq->npages;
+		ch->stats.pages_read += rq->npages - rq->bridged;
 		ch->stats.bytes_read += rq->len;
 		if (judge_run(ch, rq) && ch->recs[rq->rec].job.ops->flow == MRS_FLOW_IMAGE_TO_RAM &&
 		    !atomic_load(&ch->set->failed)) {

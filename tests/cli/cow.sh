@@ -73,7 +73,9 @@ zeroed=$(json "$T/new.json" '.rounds[0].pages_zeroed')
 # Every page the image holds was either left as cloned or written.
 [ $((reused + written)) = "$present" ] ||
 	fail "reused $reused + written $written is not the $present present pages"
-[ "$wbytes" = $((written * 4096)) ] || fail "$wbytes bytes written for $written pages"
+# Requests carry short gaps of unchanged or zero pages with their
+# neighbours (mrsnap(1), --depth): more bytes than the written pages', never fewer.
+[ "$wbytes" -ge $((written * 4096)) ] || fail "$wbytes bytes written for $written pages"
 # What changed, and no more (2% of pc.ram, 2% of vga.ram).
 [ "$wbytes" -lt $((full_written / 10)) ] ||
 	fail "--base wrote $wbytes bytes, the full snapshot $full_written"

@@ -215,7 +215,9 @@ static void test_save_every_page_lands_in_place(void **state)
 		check_image(&im);
 		assert_int_equal(st.pages_scanned, 300 + 77 + 1024);
 		assert_int_equal(st.pages_written, 240 + 61 + 819);
-		assert_int_equal(st.bytes_written, st.pages_written * 4096);
+		/* Every 5th page is zero: a gap of one page, bridged by the write. */
+		assert_true(st.pages_bridged > 0);
+		assert_int_equal(st.bytes_written, (st.pages_written + st.pages_bridged) * 4096);
 		img_free(&im);
 	}
 }
@@ -1170,9 +1172,11 @@ static void test_direct_io(void **state)
  * moves and decides nothing itself (issue #11: channels move bytes, jobs
  * decide which). This one, defined here, writes pages 0, 1 and 3 of every
  * 8, zero ones included: plan_run skips pages 4..7, page_read refuses page
- * 2, which ends a run. The image gets exactly those pages, as requests of
- * pages 0-1 and 3; a transport that skipped zero pages itself, ignored a
- * skip or a refusal, or ran past the end of a run would write others.
+ * 2, a gap short enough to be bridged. The image gets those pages, and page
+ * 2's bytes as part of one request of pages 0-3, but never as present; a
+ * transport that skipped zero pages itself, ignored a skip (pages 4..7 are
+ * never read, so never bridged), ran past the end of a run or took a
+ * refused page for a written one would write or count others.
  * Seen failing with build_write() going on past a refused page, and with
  * the transport leaving zero pages out before asking the policy.
  */
@@ -1206,6 +1210,25 @@ static const struct mrs_page_ops test_ops = {
     .page_read = test_page_read,
 };
 
+/*
+ * Requests test_ops makes for jobs of job_pages: one for each group of 8
+ * pages a job holds a written page of (0, 1 or 3) in, bridging page 2.
+ */
+static uint64_t expected_requests(uint64_t npages, uint64_t job_pages)
+{
+	uint64_t n = 0;
+
+	for (uint64_t s = 0; s < npages; s += job_pages)
+		for (uint64_t g = s / 8 * 8; g < s + job_pages && g < npages; g += 8) {
+			bool any = false;
+
+			for (uint64_t p = g; p < g + 4; p++)
+				any = any || (p >= s && p < s + job_pages && p % 8 != 2);
+			n += any;
+		}
+	return n;
+}
+
 static void test_a_policy_is_one_table(void **state)
 {
 	static const uint64_t pages[] = {64};
@@ -1225,10 +1248,13 @@ static void test_a_policy_is_one_table(void **state)
 	mrs_chanset_stats(cs, &st);
 	mrs_chanset_close(cs);
 	assert_int_equal(st.pages_written, 64 / 8 * 3);
-	assert_int_equal(st.requests, 64 / 8 * 2);
+	/* One request per group of pages 0-3 within a job, page 2 bridged in it. */
+	assert_int_equal(st.requests, expected_requests(64, 13));
 	for (uint64_t i = 0; i < 64; i++) {
 		bool written = i % 8 == 0 || i % 8 == 1 || i % 8 == 3;
-		const uint8_t *want = written ? im.mem[0] + i * 4096 : zero;
+		/* page 2 between pages 1 and 3 of its own job (jobs of 13 pages) */
+		bool bridged = i % 8 == 2 && (i - 1) / 13 == (i + 1) / 13;
+		const uint8_t *want = written || bridged ? im.mem[0] + i * 4096 : zero;
 
 		assert_int_equal(im.pages[0].present[i], written);
 		assert_int_equal(
@@ -1240,6 +1266,212 @@ static void test_a_policy_is_one_table(void **state)
 	free(got);
 	free(zero);
 	img_free(&im);
+}
+
+/* ---- bridged gaps ---------------------------------------------------------- */
+
+/*
+ * The page mix of test_bridged_gaps_never_present, 1024 pages: zero pages
+ * one by one (0..255: every 3rd), runs of 32 (256..511: the first half of
+ * every 64), gaps of exactly the longest bridged length and of one page
+ * more (512..767), and no zero page at all (768..1023).
+ */
+#define BRIDGE_PAGES (MRS_BRIDGE_BYTES / 4096)
+static bool mix_zero(uint64_t i)
+{
+	if (i < 256)
+		return i % 3 == 0;
+	if (i < 512)
+		return (i - 256) % 64 < 32;
+	if (i < 640)
+		return (i - 512) % (BRIDGE_PAGES + 1) != 0;
+	if (i < 768)
+		return (i - 640) % (BRIDGE_PAGES + 2) != 0;
+	return false;
+}
+
+static bool all_zero(const uint8_t *p)
+{
+	return p[0] == 0 && !memcmp(p, p + 1, 4095);
+}
+
+/* Save the block with jobs of job_pages, through a fresh channel set. */
+static void save_jobs(struct img *im, struct mrs_chan_config *cfg, unsigned flags,
+		      uint64_t job_pages, struct mrs_chan_stats *st)
+{
+	struct mrs_chanset *cs;
+	struct mrs_error err = {0};
+
+	assert_int_equal(mrs_chanset_open(&cs, cfg, im->blocks, im->n, &err), 0);
+	queue_all(cs, im, &mrs_save_ops, flags, job_pages);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	mrs_chanset_stats(cs, st);
+	mrs_chanset_close(cs);
+}
+
+/* Long zero runs stay holes in the image: no data from the run's start to its end. */
+static void assert_hole(const struct img *im, uint64_t first, uint64_t npages)
+{
+	off_t at = (off_t)(im->blocks[0].pages_offset + first * 4096);
+	off_t data = lseek(im->fd, at, SEEK_DATA);
+
+	if (data >= 0 && data < at + (off_t)(npages * 4096))
+		fail_msg("pages %lu..%lu, zero, hold data in the image", (unsigned long)first,
+			 (unsigned long)(first + npages - 1));
+}
+
+/* Bytes the image holds for an absent page, as a filesystem without punch support keeps them. */
+static void stale_bytes(struct img *im, uint64_t page)
+{
+	uint8_t buf[4096];
+
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(
+	    pwrite(im->fd, buf, 4096, (off_t)(im->blocks[0].pages_offset + page * 4096)), 4096);
+}
+
+/*
+ * Load the image into RAM full of 0xa5 and verify it: present pages come
+ * back, and every absent page keeps 0xa5 (the target's own bytes, zero in
+ * a real restore), though the image holds stale bytes for some of them and
+ * reads bridge the gaps they are in. Verify finds nothing bad: the bytes
+ * of a bridged gap are never judged.
+ */
+static void load_and_verify(struct img *im, struct mrs_chan_config cfg, const uint8_t *orig)
+{
+	struct mrs_chanset *cs;
+	struct mrs_chan_stats st;
+	struct mrs_error err = {0};
+	size_t nbad;
+	uint64_t present = 0;
+
+	for (uint64_t i = 0; i < 1024; i++)
+		present += im->pages[0].present[i];
+	for (uint64_t i = 0; i < 1024; i++)
+		if (!im->pages[0].present[i] && i % 2)
+			stale_bytes(im, i);
+	memset(im->mem[0], 0xa5, im->mem_len[0]);
+	cfg.writable = false;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im->blocks, 1, &err), 0);
+	queue_all(cs, im, &mrs_load_ops, MRS_JOB_CHECK, 100);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	mrs_chanset_stats(cs, &st);
+	mrs_chanset_close(cs);
+	assert_true(st.pages_bridged > 0); /* the reads did bridge gaps */
+	assert_int_equal(st.pages_read, present);
+	for (uint64_t i = 0; i < 1024; i++) {
+		const uint8_t *got = im->mem[0] + i * 4096;
+
+		if (im->pages[0].present[i] && memcmp(got, orig + i * 4096, 4096))
+			fail_msg("page %lu was not loaded", (unsigned long)i);
+		if (!im->pages[0].present[i] && (got[0] != 0xa5 || memcmp(got, got + 1, 4095)))
+			fail_msg("absent page %lu was written to the target", (unsigned long)i);
+	}
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im->blocks, 1, &err), 0);
+	queue_all(cs, im, &mrs_verify_ops, 0, 100);
+	assert_int_equal(mrs_chanset_sync(cs, &err), 0);
+	mrs_chanset_bad_pages(cs, &nbad);
+	if (nbad)
+		fail_msg("verify judged %zu bytes of bridged gaps", nbad);
+	mrs_chanset_close(cs);
+	/*
+	 * And with O_DIRECT and no check, into a target that is zero where
+	 * the image has no page, as a restore's is: it must stay so.
+	 */
+	memset(im->mem[0], 0, im->mem_len[0]);
+	cfg.direct = true;
+	assert_int_equal(mrs_chanset_open(&cs, &cfg, im->blocks, 1, &err), 0);
+	queue_all(cs, im, &mrs_load_ops, 0, 100);
+	if (mrs_chanset_sync(cs, &err))
+		fail_msg("%s", err.msg);
+	mrs_chanset_close(cs);
+	for (uint64_t i = 0; i < 1024; i++) {
+		const uint8_t *got = im->mem[0] + i * 4096;
+
+		if (im->pages[0].present[i] && memcmp(got, orig + i * 4096, 4096))
+			fail_msg("page %lu was not loaded into the target", (unsigned long)i);
+		if (!im->pages[0].present[i] && !all_zero(got))
+			fail_msg("absent page %lu holds the image's stale bytes", (unsigned long)i);
+	}
+}
+
+/*
+ * Requests bridge short gaps (MRS_BRIDGE_BYTES) of pages they do not move,
+ * and that must never make such a page present: on 1, 2, 3 and 8
+ * channels, with jobs that start and end inside the patterns, a first
+ * round, then a changed-only round in which scattered pages changed,
+ * others stayed the same between them, some present pages became zero one
+ * by one and a run of 32 did; after each, the bitmap and checksum table
+ * say exactly which pages are non-zero and what they hold, the image holds
+ * every page's bytes (zero for absent ones: its page region stays a raw
+ * memory image), runs of 32 zero pages stay holes, the pages written are
+ * just the changed ones, and pages that became zero cost no punch each.
+ * Then a load and a verify (load_and_verify).
+ * Seen failing: with save_page_read() marking a zero page present (the
+ * bitmap check), with write_pages() storing a whole bridged run (0xa5
+ * overwritten), with judge_run() judging bridged pages (verify's bad
+ * pages), with the bridge length unbounded (the hole check), and with a
+ * punch per page that became zero (the punch count).
+ */
+static void test_bridged_gaps_never_present(void **state)
+{
+	static const unsigned counts[] = {1, 2, 3, 8};
+	static const uint64_t pages[] = {1024};
+
+	for (unsigned c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		struct mrs_chan_config cfg;
+		struct mrs_chan_stats st;
+		uint64_t nonzero = 0, changed = 0, zeroed = 0;
+		uint8_t *mem, *orig;
+		struct img im;
+
+		img_init(&im, NULL, 1, pages, 4096);
+		mem = im.mem[0];
+		for (uint64_t i = 0; i < 1024; i++) {
+			if (mix_zero(i))
+				memset(mem + i * 4096, 0, 4096);
+			nonzero += !all_zero(mem + i * 4096);
+		}
+		cfg = config(&im, counts[c], true);
+		save_jobs(&im, &cfg, 0, 100, &st);
+		check_image(&im);
+		assert_int_equal(st.pages_written, nonzero);
+		assert_true(st.pages_bridged > 0);
+		for (uint64_t r = 256; r < 512; r += 64)
+			assert_hole(&im, r, 32);
+		for (uint64_t r = 640 + 1; r + BRIDGE_PAGES + 1 < 768; r += BRIDGE_PAGES + 2)
+			assert_hole(&im, r, BRIDGE_PAGES + 1);
+
+		/* A changed-only round: a few pages change, some become zero. */
+		for (uint64_t i = 0; i < 1024; i++) {
+			bool change = (i < 128 && i % 3 == 2) || (i >= 768 && i % 3 == 0);
+			bool zero_now = (i < 128 && i % 3 == 1) || (i >= 900 && i < 932);
+
+			if (zero_now) {
+				zeroed += im.pages[0].present[i];
+				memset(mem + i * 4096, 0, 4096);
+			} else if (change) {
+				mrs_test_fill(mem + i * 4096, 4096, i ^ 0x77000);
+				changed++;
+			}
+		}
+		save_jobs(&im, &cfg, MRS_JOB_CHANGED_ONLY, 100, &st);
+		check_image(&im);
+		assert_int_equal(st.pages_written, changed);
+		assert_int_equal(st.pages_zeroed, zeroed);
+		assert_true(st.pages_bridged > 0);
+		/* 60 pages became zero; job edges and the run of 32 cost a few punches. */
+		assert_true(st.punches <= 8);
+		assert_hole(&im, 900, 32);
+
+		orig = malloc(im.mem_len[0]);
+		memcpy(orig, mem, im.mem_len[0]);
+		load_and_verify(&im, cfg, orig);
+		free(orig);
+		img_free(&im);
+	}
 }
 
 static void test_bad_config(void **state)
@@ -1290,6 +1522,7 @@ int main(void)
 	    cmocka_unit_test(test_wait_failure_stops_the_set),
 	    cmocka_unit_test(test_direct_io),
 	    cmocka_unit_test(test_a_policy_is_one_table),
+	    cmocka_unit_test(test_bridged_gaps_never_present),
 	    cmocka_unit_test(test_bad_config),
 	};
 	if (!mrs_test_have_io_uring())
