@@ -341,6 +341,26 @@ struct mrs_save_opts {
 	 * the image's device-state region. NULL: RAM only. Needs a freezer.
 	 */
 	const struct mrs_devstate_source *devstate;
+
+	/*
+	 * A snapshot against a base: the path of an earlier, complete image of
+	 * the same blocks (names, sizes and page sizes, in any order). The new
+	 * image starts as a copy-on-write clone of the base's page regions
+	 * (FICLONERANGE, where the filesystem shares extents: XFS with reflink,
+	 * btrfs), and its first round writes only the pages whose checksum
+	 * differs from the base's and clears those that became zero; live
+	 * rounds go on as always. The result is an ordinary image that needs
+	 * nothing of the base. Where extents cannot be shared (another
+	 * filesystem, ext4, tmpfs), the blocks are written in full and the
+	 * report says why (base_refusal). The base is opened read-only and
+	 * never written: it may not be the file at path. A damaged or
+	 * incomplete base is -EPROTO; other blocks, or a base that is the
+	 * image itself, -MRS_EUSAGE naming the difference. Pages the base
+	 * holds are trusted by their checksums and not read: a page damaged in
+	 * the base that did not change stays damaged (verify finds it). NULL:
+	 * none.
+	 */
+	const char *base;
 };
 #define MRS_SAVE_OPTS_INIT {.size = sizeof(struct mrs_save_opts)}
 
@@ -391,6 +411,18 @@ struct mrs_save_report {
 	uint64_t estimated_downtime_ns;
 	uint64_t devstate_bytes; /* device state saved; 0 if none */
 	uint64_t devstate_ns;	 /* from the source's start to its finish (part of the downtime) */
+	uint64_t pages_written;	 /* pages written, all rounds (bytes_written is their bytes) */
+	/* With opts.base: */
+	uint64_t base_pages_reused;  /* left as cloned: the first round found the base's checksum */
+	uint32_t base_blocks_shared; /* blocks cloned from the base; the others were written in full */
+	/*
+	 * Why the other blocks could not share extents with the base (the
+	 * first refusal): -EOPNOTSUPP the filesystem cannot, -EXDEV the base is
+	 * on another filesystem, -EINVAL a region the filesystem cannot clone
+	 * (not aligned to its blocks), -ENOTTY no such operation there. 0 if
+	 * every block was shared, or without a base.
+	 */
+	int base_refusal;
 };
 #define MRS_SAVE_REPORT_INIT {.size = sizeof(struct mrs_save_report)}
 
@@ -452,7 +484,22 @@ struct mrs_restore_opts {
 	 * (else it is not its RAM: -EINVAL, unless force). 0: none.
 	 */
 	int vmm_pid;
-	int reserved0; /* zero: fills what would be tail padding */
+	/*
+	 * Clone each block's page region into its target (FICLONERANGE)
+	 * instead of reading and writing it: instant whatever the size, and
+	 * the target shares the image's extents (a VMM that maps it reads
+	 * each page from disk the first time the guest touches it). Every
+	 * target must be a regular file that does not exist yet, is empty or
+	 * holds only holes, on a filesystem that can share the image's
+	 * extents (XFS with reflink, btrfs), and each block's page region must
+	 * be aligned to that filesystem's blocks; otherwise an error naming
+	 * the target or block (-EXDEV, -EOPNOTSUPP, -EINVAL; -EEXIST for a
+	 * target with data), and nothing is written. Pages absent from the
+	 * image are holes in the target. Checksums are not read, unless
+	 * verify: then the whole image is verified first, before any target
+	 * is touched.
+	 */
+	int clone;
 };
 #define MRS_RESTORE_OPTS_INIT {.size = sizeof(struct mrs_restore_opts)}
 
@@ -475,7 +522,11 @@ struct mrs_restore_report {
 	uint64_t devstate_bytes; /* device state loaded into the VMM; 0 if none */
 	/* The image holds device state and no sink was given: it was not loaded. */
 	int devstate_skipped;
-	int reserved0; /* zero: fills what would be tail padding */
+	/*
+	 * The blocks were cloned (opts.clone): pages_read and bytes_read then
+	 * count what the verify that came first read, if any.
+	 */
+	int cloned;
 	/* What produced the image's device state, loaded or not ("QEMU 7.2.0"), or "". */
 	char devstate_producer[64];
 };

@@ -15,6 +15,12 @@ static const char usage[] =
     "\n"
     "  --ram NAME=PATH     where block NAME goes; default: the path recorded in IMAGE\n"
     "      --verify        check every page against its checksum as it is loaded\n"
+    "                      (with --clone: the whole image, before any target)\n"
+    "      --clone         share the image's extents instead of copying (XFS with\n"
+    "                      reflink, btrfs): instant at any size; every target a new\n"
+    "                      or empty file on the image's filesystem, RAM then backed\n"
+    "                      by that disk file, not by tmpfs (with --qmp: QEMU's\n"
+    "                      file backends; a memfd backend is refused)\n"
     "  -j, --channels N    I/O channels, 1-64; default: the number of online CPUs\n"
     "      --depth N       requests in flight per channel (default 32)\n"
     "      --direct        O_DIRECT for reading page data\n"
@@ -40,11 +46,12 @@ static const char usage[] =
     "Without --qmp, device state in IMAGE is not loaded (the summary says so).\n"
     "Exit status: 0 ok, 1 damaged image or checksum mismatch, 2 usage, 3 failed.\n";
 
-enum { OPT_FORCE = 256, OPT_VERIFY, OPT_RAM, OPT_QMP, OPT_PAUSED };
+enum { OPT_FORCE = 256, OPT_VERIFY, OPT_RAM, OPT_CLONE, OPT_QMP, OPT_PAUSED };
 
 static const struct option options[] = {
     {"ram", required_argument, NULL, OPT_RAM},
     {"verify", no_argument, NULL, OPT_VERIFY},
+    {"clone", no_argument, NULL, OPT_CLONE},
     {"force", no_argument, NULL, OPT_FORCE},
     {"qmp", required_argument, NULL, OPT_QMP},
     {"paused", no_argument, NULL, OPT_PAUSED},
@@ -85,6 +92,7 @@ static void print_json(const struct args *a, const struct mrs_restore_report *r)
 	cli_json_begin_doc(&j, true);
 	jw_u64(&j, "channels", r->channels);
 	jw_bool(&j, "verified", a->opts.verify);
+	jw_bool(&j, "cloned", r->cloned);
 	cli_json_blocks(&j, r->blocks, r->nblocks, CLI_BLOCKS_COUNTED | CLI_BLOCKS_RESTORED);
 	jw_u64(&j, "pages_total", r->pages_total);
 	jw_u64(&j, "pages_read", r->pages_read);
@@ -113,10 +121,15 @@ static void print_report(const struct args *a, const struct mrs_restore_report *
 	}
 	cli_fmt_bytes(bytes, sizeof(bytes), r->bytes_read);
 	cli_fmt_bytes(rate, sizeof(rate), s > 0 ? (uint64_t)((double)r->bytes_read / s) : 0);
-	printf("%s: restored %u block%s, %llu of %llu pages read (%s%s), %.2f s, %s/s\n", a->image,
-	       r->nblocks, r->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_read,
-	       (unsigned long long)r->pages_total, bytes, a->opts.verify ? ", verified" : "", s,
-	       rate);
+	if (r->cloned)
+		printf("%s: cloned %u block%s, %llu pages, none copied (%s), %.3f s\n", a->image,
+		       r->nblocks, r->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_total,
+		       a->opts.verify ? "the image verified first" : "checksums not read", s);
+	else
+		printf("%s: restored %u block%s, %llu of %llu pages read (%s%s), %.2f s, %s/s\n",
+		       a->image, r->nblocks, r->nblocks == 1 ? "" : "s",
+		       (unsigned long long)r->pages_read, (unsigned long long)r->pages_total, bytes,
+		       a->opts.verify ? ", verified" : "", s, rate);
 	for (uint32_t b = 0; r->blocks && b < r->nblocks; b++)
 		printf("  %s -> %s%s\n", r->blocks[b].name, r->blocks[b].path,
 		       r->blocks[b].created ? " (created)" : "");
@@ -206,6 +219,9 @@ static bool parse_option(struct args *a, int opt)
 		return true;
 	case OPT_VERIFY:
 		a->opts.verify = 1;
+		return true;
+	case OPT_CLONE:
+		a->opts.clone = 1;
 		return true;
 	case OPT_FORCE:
 		a->opts.force = 1;

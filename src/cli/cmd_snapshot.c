@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* mrsnap snapshot: write RAM blocks into a new image, paused, frozen or live. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,11 @@ static const char usage[] =
     "                      default: the number of online CPUs\n"
     "      --depth N       requests in flight per channel (default 32)\n"
     "      --direct        O_DIRECT for page data (bypasses the page cache)\n"
+    "      --base OLD      start from OLD, an earlier image of the same blocks: IMAGE\n"
+    "                      shares OLD's extents (XFS with reflink, btrfs) and gets\n"
+    "                      only the pages that changed; OLD is only read, and may\n"
+    "                      be deleted afterwards (elsewhere: a full snapshot, and a\n"
+    "                      notice); with --qmp too, QEMU's blocks against OLD's\n"
     "      --force         replace an existing IMAGE\n"
     "      --no-fsync      do not fsync: faster, but a power loss may damage the image\n"
     "      --json          print a summary as JSON on stdout\n"
@@ -65,6 +71,7 @@ enum {
 	OPT_FREEZE_CMD,
 	OPT_THAW_CMD,
 	OPT_LEAVE_FROZEN,
+	OPT_BASE,
 	OPT_QMP,
 	OPT_PAUSED,
 };
@@ -81,6 +88,7 @@ static const struct option options[] = {
     {"freeze-cmd", required_argument, NULL, OPT_FREEZE_CMD},
     {"thaw-cmd", required_argument, NULL, OPT_THAW_CMD},
     {"leave-frozen", no_argument, NULL, OPT_LEAVE_FROZEN},
+    {"base", required_argument, NULL, OPT_BASE},
     {"qmp", required_argument, NULL, OPT_QMP},
     {"paused", no_argument, NULL, OPT_PAUSED},
     CLI_COMMON_OPTIONS,
@@ -164,6 +172,9 @@ static bool parse_option(struct args *a, int opt)
 	case OPT_FORCE:
 		a->opts.force = 1;
 		return true;
+	case OPT_BASE:
+		a->opts.base = optarg;
+		return true;
 	case OPT_NO_FSYNC:
 		a->opts.no_fsync = 1;
 		return true;
@@ -190,6 +201,10 @@ static bool check_args(struct args *a, int argc, char **argv)
 	a->image = argv[optind];
 	if (!cli_check_image("snapshot", a->image))
 		return false;
+	if (a->opts.base && !*a->opts.base) {
+		cli_usage_error("snapshot", "--base is an empty path");
+		return false;
+	}
 	if (!a->nram && !a->qmp) {
 		cli_usage_error("snapshot",
 				"give at least one --ram NAME=PATH, or QEMU's --qmp SOCKET");
@@ -262,6 +277,63 @@ static int make_freezers(struct args *a, struct mrs_error *err)
 	return ret;
 }
 
+/*
+ * With --base, when blocks could not share the base's extents: why, and what
+ * it cost (NULL if there is nothing to say). One sentence, for stderr and
+ * the JSON alike.
+ */
+static const char *base_notice(const struct args *a, const struct mrs_save_report *r, char *buf,
+			       size_t len)
+{
+	const char *why;
+	char blocks[64];
+
+	if (!a->opts.base || !r->base_refusal)
+		return NULL;
+	switch (r->base_refusal) {
+	case -EXDEV:
+		why = "they are on different filesystems";
+		break;
+	case -EINVAL:
+		why = "the filesystem cannot clone these regions";
+		break;
+	default:
+		why = "the filesystem does not share extents; XFS with reflink and btrfs do";
+	}
+	if (r->base_blocks_shared)
+		snprintf(blocks, sizeof(blocks), "%u of %u blocks were",
+			 a->nblocks - r->base_blocks_shared, a->nblocks);
+	else
+		snprintf(blocks, sizeof(blocks), "%s",
+			 a->nblocks == 1 ? "it was" : "every block was");
+	snprintf(buf, len,
+		 "'%s' cannot share extents with its base '%s' (%s: %s): %s written in full, as "
+		 "without --base",
+		 a->image, a->opts.base, why, strerror(-r->base_refusal), blocks);
+	return buf;
+}
+
+static void json_base(struct json *j, const struct args *a, const struct mrs_save_report *r)
+{
+	char buf[1024];
+	const char *notice = base_notice(a, r, buf, sizeof(buf));
+
+	if (!a->opts.base) {
+		jw_null(j, "base");
+		return;
+	}
+	jw_object(j, "base");
+	jw_str(j, "path", a->opts.base);
+	jw_bool(j, "shared", r->base_blocks_shared == a->nblocks);
+	jw_u64(j, "blocks_shared", r->base_blocks_shared);
+	jw_u64(j, "pages_reused", r->base_pages_reused);
+	if (notice)
+		jw_str(j, "notice", notice);
+	else
+		jw_null(j, "notice");
+	jw_close(j);
+}
+
 /* "devstate" (null without one) and "warning" (null if none). */
 static void print_json_devstate(struct json *j, const struct args *a,
 				const struct mrs_save_report *r)
@@ -308,7 +380,9 @@ static void print_json(const struct args *a, const struct mrs_save_report *r,
 	jw_u64(&j, "pages_present", r->pages_present);
 	jw_u64(&j, "pages_zero", r->pages_total - r->pages_present);
 	jw_u64(&j, "pages_skipped", r->pages_skipped);
+	jw_u64(&j, "pages_written", r->pages_written);
 	jw_u64(&j, "written_bytes", r->bytes_written);
+	json_base(&j, a, r);
 	jw_u64(&j, "io_requests", r->io_requests);
 	jw_u64(&j, "io_resubmits", r->io_resubmits);
 	jw_u64(&j, "image_size_bytes", r->image_size);
@@ -329,6 +403,10 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 	       a->image, a->nblocks, a->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_total,
 	       (unsigned long long)r->pages_present,
 	       (unsigned long long)(r->pages_total - r->pages_present), written, s, rate);
+	if (a->opts.base)
+		printf("%s: base '%s': %llu pages reused, %llu written\n", a->image, a->opts.base,
+		       (unsigned long long)r->base_pages_reused,
+		       (unsigned long long)r->pages_written);
 	if (r->stale_removed)
 		printf("%s: removed %u temporary file%s left by a snapshot that did not finish\n",
 		       a->image, r->stale_removed, r->stale_removed == 1 ? "" : "s");
@@ -394,6 +472,13 @@ static int run(struct args *a)
 		/* A thaw that failed after a good image fills the report too. */
 		mrs_save_report_free(&report);
 		return cli_report_failure(ret, &err, "; no image was written");
+	}
+	if (!a->c.quiet) {
+		char buf[1024];
+		const char *notice = base_notice(a, &report, buf, sizeof(buf));
+
+		if (notice)
+			fprintf(stderr, "mrsnap: notice: %s\n", notice);
 	}
 	if (a->c.json)
 		print_json(a, &report, NULL);

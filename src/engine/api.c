@@ -18,18 +18,18 @@
  * a new field would be read from (mrsnap.h, "Structs that grow"). A field
  * added in the wrong place, or a struct that gains padding, fails to build.
  */
-#define NO_TAIL_PADDING(type, last)                                                               \
+#define NO_TAIL_PADDING(type, last)                                                                \
 	_Static_assert(sizeof(struct type) ==                                                      \
-			   offsetof(struct type, last) + sizeof(((struct type *)0)->last),        \
+			   offsetof(struct type, last) + sizeof(((struct type *)0)->last),         \
 		       #type " has tail padding: end it with a field (see mrsnap.h)")
 NO_TAIL_PADDING(mrs_io_opts, reserved0);
-NO_TAIL_PADDING(mrs_save_opts, devstate);
-NO_TAIL_PADDING(mrs_restore_opts, reserved0);
+NO_TAIL_PADDING(mrs_save_opts, base);
+NO_TAIL_PADDING(mrs_restore_opts, clone);
 NO_TAIL_PADDING(mrs_devstate_source, machine);
 NO_TAIL_PADDING(mrs_devstate_sink, ctx);
 NO_TAIL_PADDING(mrs_verify_opts, io);
 NO_TAIL_PADDING(mrs_freezer_ops, destroy);
-NO_TAIL_PADDING(mrs_save_report, devstate_ns);
+NO_TAIL_PADDING(mrs_save_report, base_refusal);
 NO_TAIL_PADDING(mrs_restore_report, devstate_producer);
 NO_TAIL_PADDING(mrs_verify_report, reserved0);
 NO_TAIL_PADDING(mrs_qemu_opts, reserved0);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clone_restore.h"
 #include "devstate.h"
 #include "engine.h"
 #include "error.h"
@@ -346,6 +347,8 @@ static int load(struct restore *r, struct mrs_error *err)
 	    .channels = r->io.channels,
 	};
 
+	if (r->opts->clone) /* restore --clone: no page is read (clone_restore.c) */
+		return mrs_clone_blocks(&r->img, r->dst, r->nprobed, err);
 	return mrs_pass_run(&pass, err);
 }
 
@@ -402,7 +405,9 @@ static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_re
 	struct mrs_chan_stats st;
 	uint32_t n = r->img.meta.sb.block_count;
 
-	mrs_chanset_stats(r->cs, &st);
+	memset(&st, 0, sizeof(st));
+	if (r->cs) /* none for a clone without verify */
+		mrs_chanset_stats(r->cs, &st);
 	memset(report, 0, sizeof(*report));
 	report->channels = r->io.channels;
 	report->nblocks = n;
@@ -428,6 +433,7 @@ static void fill_report(struct restore *r, uint64_t start, struct mrs_restore_re
 	report->devstate_skipped = r->img.meta.stream.has_device && !r->opts->devstate;
 	memcpy(report->devstate_producer, r->img.meta.stream.device.producer,
 	       sizeof(report->devstate_producer));
+	report->cloned = r->opts->clone;
 }
 
 int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned ntargets,
@@ -451,12 +457,17 @@ int mrs_engine_restore(const char *path, const struct mrs_ram *targets, unsigned
 		ret = resolve_targets(&r, targets, ntargets, err);
 	if (!ret)
 		ret = check_targets(&r, err);
+	/* A clone takes no room, but has rules of its own (clone_restore.c). */
 	if (!ret)
-		ret = check_space(&r, err);
+		ret = r.opts->clone ? mrs_clone_check(&r.img, r.dst, r.nprobed, err)
+				    : check_space(&r, err);
 	if (!ret)
 		ret = check_devstate(&r, err);
-	if (!ret)
+	/* A clone reads no page, unless it verifies them first. */
+	if (!ret && (!r.opts->clone || r.opts->verify))
 		ret = mrs_image_reader_channels(&r.img, &r.io, &r.cs, err);
+	if (!ret && r.opts->clone && r.opts->verify)
+		ret = mrs_clone_verify(&r.img, r.cs, &r.io, err);
 	/* Change: from here on a failure has to be undone or named. */
 	if (!ret)
 		ret = prepare_targets(&r, err);

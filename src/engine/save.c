@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "channel.h"
 #include "engine.h"
 #include "error.h"
@@ -55,6 +56,7 @@ struct save {
 	bool has_device;	      /* the device state is in the image: s->device says where */
 	struct mrs_device_rec device;
 	uint64_t devstate_ns;
+	struct mrs_base base; /* opts->base: what the first round compares with */
 };
 
 #define DOWNTIME_MS_DEFAULT 300u
@@ -264,6 +266,7 @@ static int run_round(struct save *s, unsigned flags, bool frozen, struct mrs_err
 	if (!frozen)
 		report_round(s, s->nrounds);
 	s->nrounds++;
+	mrs_base_round_done(&s->base, s->pages, s->n);
 	if (mrs_stream_append_round(&s->stream, &r) || mrs_stream_append_eos(&s->stream))
 		return mrs_err(err, -ENOMEM, "out of memory");
 	return mrs_meta_write_stream(s->file.fd, s->sb.stream_offset, &s->stream, &s->flushed, err);
@@ -338,7 +341,7 @@ static int save_paused(struct save *s, struct mrs_error *err)
 
 	s->stop_reason = MRS_STOP_NOT_LIVE;
 	if (!ret)
-		ret = run_round(s, 0, frozen, err);
+		ret = run_round(s, mrs_base_first_round_flags(&s->base), frozen, err);
 	if (!ret)
 		ret = save_devstate(s, err);
 	return ret;
@@ -401,7 +404,11 @@ static int save_live(struct save *s, struct mrs_error *err)
 	int ret;
 
 	do {
-		ret = run_round(s, s->nrounds ? MRS_JOB_CHANGED_ONLY : 0, false, err);
+		/* Round 0 writes every non-zero page, or (with a base) what differs from it. */
+		unsigned flags =
+		    s->nrounds ? MRS_JOB_CHANGED_ONLY : mrs_base_first_round_flags(&s->base);
+
+		ret = run_round(s, flags, false, err);
 		if (!ret)
 			ret = note_live_round(s, &live, err);
 	} while (!ret && !rounds_done(s, live, s->nrounds));
@@ -486,8 +493,11 @@ static void fill_report(struct save *s, struct mrs_save_report *report)
 		report->pages_total += s->bh[i].page_count;
 		report->pages_present += s->bh[i].pages_present;
 	}
-	for (uint32_t r = 0; r < s->nrounds; r++)
+	for (uint32_t r = 0; r < s->nrounds; r++) {
 		report->bytes_written += s->rounds[r].bytes_written;
+		report->pages_written += s->rounds[r].pages_written;
+	}
+	mrs_base_report(&s->base, report);
 	report->image_size = s->sb.stream_offset + s->stream.len;
 	if (s->has_device)
 		report->image_size = s->device.offset + s->device.length;
@@ -515,6 +525,7 @@ static void cleanup(struct save *s)
 {
 	mrs_chanset_close(s->cs);
 	mrs_tmpimage_discard(&s->file);
+	mrs_base_close(&s->base);
 	for (uint32_t i = 0; s->pages && i < s->n; i++) {
 		free(s->pages[i].hashes);
 		free(s->pages[i].present);
@@ -570,11 +581,15 @@ int mrs_engine_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 	if (!ret)
 		ret = open_sources(&s, ram, err);
 	if (!ret)
+		ret = mrs_base_open(&s.base, s.opts->base, path, s.src, s.n, err);
+	if (!ret)
 		ret = mrs_tmpimage_create(&s.file, path, s.opts->force, err);
 	if (!ret)
 		ret = plan_image(&s, err);
 	if (!ret)
 		ret = open_channels(&s, err);
+	if (!ret)
+		ret = mrs_base_share(&s.base, s.file.fd, s.bh, s.pages, s.n, err);
 	if (!ret)
 		ret = s.opts->live ? save_live(&s, err) : save_paused(&s, err);
 	/*

@@ -107,14 +107,15 @@ PY
 SNAPSHOT='{"live": bool, "channels": int, "direct": bool, "blocks": list, "rounds": list,
 	"stop_reason": str, "downtime_seconds": float, "estimated_downtime_seconds": float,
 	"pages_total": int, "pages_present": int,
-	"pages_zero": int, "pages_skipped": int, "written_bytes": int, "io_requests": int,
+	"pages_zero": int, "pages_skipped": int, "pages_written": int, "written_bytes": int,
+	"base": (dict, N), "io_requests": int,
 	"io_resubmits": int, "image_size_bytes": int,
 	"stale_temporary_files_removed": int, "duration_seconds": float,
 	"devstate": (dict, N), "warning": (str, N)}'
 INFO='{"format_version": int, "complete": bool, "live": bool, "created": str,
 	"created_unix_ns": int, "tool_version": str, "image_size_bytes": int,
 	"disk_usage_bytes": int, "blocks": list, "rounds": list, "devstate": dict}'
-RESTORE='{"channels": int, "verified": bool, "blocks": list, "pages_total": int,
+RESTORE='{"channels": int, "verified": bool, "cloned": bool, "blocks": list, "pages_total": int,
 	"pages_read": int, "read_bytes": int, "io_requests": int, "io_resubmits": int,
 	"duration_seconds": float, "devstate": dict,
 	"resumed": bool}'

@@ -101,3 +101,32 @@ expect_running() {
 	T | t) fail "process $1 is still stopped (state $s)" ;;
 	esac
 }
+
+# xfs_mount DIR SIZE: an XFS filesystem with reflink, made in $T/xfs.img
+# (SIZE, sparse) and mounted on DIR through a loop device; skips where it
+# cannot be (not root, no mkfs.xfs, no loop devices). Unmounted on exit,
+# a signal's (make's timeout, Ctrl-C) too, before the temp dirs go.
+xfs_mount() {
+	[ "$(id -u)" = 0 ] || skip "mounting an XFS image on a loop device needs root"
+	command -v mkfs.xfs >/dev/null 2>&1 || skip "mkfs.xfs is missing (xfsprogs, scripts/deps)"
+	[ -e /dev/loop-control ] || skip "no loop devices here (/dev/loop-control is missing)"
+	XFS_DIR=$1
+	mkdir "$XFS_DIR"
+	truncate -s "$2" "$T/xfs.img"
+	mkfs.xfs -q -m reflink=1 "$T/xfs.img" >"$T/mkfs.err" 2>&1 ||
+		skip "mkfs.xfs -m reflink=1 failed: $(cat "$T/mkfs.err")"
+	# mount -o loop takes a free loop device and lets it go again on umount.
+	mount -o loop "$T/xfs.img" "$XFS_DIR" 2>"$T/mount.err" ||
+		skip "cannot mount an XFS image on a loop device: $(cat "$T/mount.err")"
+	trap xfs_cleanup EXIT
+	trap 'exit 1' HUP INT TERM
+}
+xfs_cleanup() {
+	# Guests first: a QEMU that maps a file there keeps the mount busy.
+	for pid in $GUESTS; do
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	umount "$XFS_DIR" 2>/dev/null || umount -l "$XFS_DIR" 2>/dev/null
+	cleanup
+}
