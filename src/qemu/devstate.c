@@ -28,6 +28,9 @@ static int start_migration(struct mrs_qemu *q, const char *cmd, int fd, struct m
 
 	if (!ret && !q->qmp)
 		ret = mrs_err(err, -ENOTCONN, "not connected to QEMU");
+	/* As late as can be: every check that fails without a migration is behind us. */
+	if (!ret)
+		ret = mrs_qemu_set_capabilities(q, err);
 	if (!ret)
 		ret = mrs_qmp_cmd_fd(q->qmp, "getfd", name, fd, NULL, err);
 	if (!ret) {
@@ -44,15 +47,11 @@ static int start_migration(struct mrs_qemu *q, const char *cmd, int fd, struct m
 		if (ret)
 			mrs_qemu_cmd(q, "closefd", name, NULL, NULL);
 	}
+	if (ret && !q->migration_started)
+		mrs_qemu_restore_capabilities(q);
 	json_decref(name);
 	json_decref(uri);
 	return ret;
-}
-
-static bool migration_over(const char *status)
-{
-	return !strcmp(status, "completed") || !strcmp(status, "failed") ||
-	       !strcmp(status, "cancelled");
 }
 
 /* Wait for the MIGRATION event that says how it ended: "completed", "failed", "cancelled". */
@@ -71,7 +70,7 @@ static int await_end(struct mrs_qemu *q, char *status, size_t len, struct mrs_er
 		s = json_string_value(json_object_get(data, "status"));
 		snprintf(status, len, "%s", s ? s : "");
 		json_decref(data);
-		if (migration_over(status)) {
+		if (mrs_qemu_migration_over(status)) {
 			q->migration_ended = true;
 			return 0;
 		}
@@ -117,13 +116,14 @@ static void check_ram_left_out(struct mrs_qemu *q, uint64_t bytes)
 	if (json_is_integer(total) && json_integer_value(total) > 0)
 		in_stream = (uint64_t)json_integer_value(total);
 	if (in_stream >= smallest || bytes >= smallest)
-		snprintf(q->warning, sizeof(q->warning),
-			 "%s put guest RAM into its own migration stream although x-ignore-shared "
-			 "was set (%" PRIu64 " MiB of RAM in it, %" PRIu64
-			 " bytes of device state): the image is right but holds that memory twice, "
-			 "and the downtime paid for it; newer QEMUs leave out only "
-			 "memory-backend-file with a mem-path, so use one",
-			 q->producer, in_stream >> 20, bytes);
+		mrs_qemu_add_warning(
+		    q,
+		    "%s put guest RAM into its own migration stream although x-ignore-shared "
+		    "was set (%" PRIu64 " MiB of RAM in it, %" PRIu64
+		    " bytes of device state): the image is right but holds that memory twice, "
+		    "and the downtime paid for it; newer QEMUs leave out only "
+		    "memory-backend-file with a mem-path, so use one",
+		    q->producer, in_stream >> 20, bytes);
 	json_decref(info);
 }
 
@@ -142,9 +142,13 @@ static int source_finish(void *ctx, uint64_t bytes, struct mrs_error *err)
 
 	if (ret)
 		return mrs_err_prefix(err, "QEMU did not finish saving its device state");
-	if (strcmp(status, "completed"))
-		return failed(q, "save its device state", status, err);
+	if (strcmp(status, "completed")) {
+		ret = failed(q, "save its device state", status, err);
+		mrs_qemu_restore_capabilities(q);
+		return ret;
+	}
 	check_ram_left_out(q, bytes);
+	mrs_qemu_restore_capabilities(q);
 	return 0;
 }
 
@@ -171,16 +175,15 @@ static int sink_finish(void *ctx, uint64_t bytes, struct mrs_error *err)
 		return mrs_err_prefix(err, "QEMU did not finish loading the device state");
 	if (strcmp(status, "completed"))
 		return failed(q, "load the device state", status, err);
+	/* The restored guest's own next migrate must carry its RAM. */
+	mrs_qemu_restore_capabilities(q);
 	return 0;
 }
 
 int mrs_qemu_devstate_source(struct mrs_qemu *q, struct mrs_devstate_source *src,
 			     struct mrs_error *err)
 {
-	int ret = mrs_qemu_set_capabilities(q, err);
-
-	if (ret)
-		return ret;
+	(void)err; /* QEMU is not touched before the migration starts */
 	*src = (struct mrs_devstate_source)MRS_DEVSTATE_SOURCE_INIT;
 	src->start = source_start;
 	src->finish = source_finish;
@@ -295,8 +298,6 @@ int mrs_qemu_incoming(struct mrs_qemu *q, const struct mrs_image_info *image,
 		ret = mrs_qemu_read_backends(q, err);
 	if (!ret)
 		ret = check_blocks(q, image, ram, nram, err);
-	if (!ret)
-		ret = mrs_qemu_set_capabilities(q, err);
 	if (ret)
 		return ret;
 	*sink = (struct mrs_devstate_sink)MRS_DEVSTATE_SINK_INIT;

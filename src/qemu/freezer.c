@@ -37,7 +37,7 @@ static int freeze(void *ctx, struct mrs_error *err)
 
 /*
  * A migration mrsnap started and did not see end is cancelled first: a cont
- * must not race with it.
+ * must not race with it. Then the migration capabilities are put back.
  */
 static int thaw(void *ctx, struct mrs_error *err)
 {
@@ -45,6 +45,8 @@ static int thaw(void *ctx, struct mrs_error *err)
 	int ret;
 
 	mrs_qemu_cancel_migration(q);
+	/* Never left on in the user's QEMU, even when the thaw has nothing to resume. */
+	mrs_qemu_restore_capabilities(q);
 	if (!q->stop_sent)
 		return 0;
 	ret = mrs_qemu_cont(q, err);

@@ -34,10 +34,25 @@
 #define RUNNING	  "{\"status\": \"running\", \"running\": true}"
 #define PAUSED	  "{\"status\": \"paused\", \"running\": false}"
 #define INMIGRATE "{\"status\": \"inmigrate\", \"running\": false}"
+/* The capabilities as a QEMU has them by default, then mrsnap's, then put back. */
+#define CAPS_OFF                                                                                   \
+	"[{\"capability\": \"xbzrle\", \"state\": false}, "                                        \
+	"{\"capability\": \"x-ignore-shared\", \"state\": false}, "                                \
+	"{\"capability\": \"events\", \"state\": false}]"
+#define CAPS_QUERY                                                                                 \
+	{                                                                                          \
+		.cmd = "query-migrate-capabilities", .ret = CAPS_OFF                               \
+	}
 #define CAPS_STEP                                                                                  \
 	{                                                                                          \
 		.cmd = "migrate-set-capabilities"                                                  \
 	}
+#define CAPS_ON                                                                                    \
+	"{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true},"                  \
+	"{\"capability\":\"events\",\"state\":true}]}"
+#define CAPS_BACK                                                                                  \
+	"{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":false},"                 \
+	"{\"capability\":\"events\",\"state\":false}]}"
 
 struct env {
 	char *dir;
@@ -395,7 +410,6 @@ static void test_incoming_checks(void **state)
 	    {.cmd = "query-status", .ret = INMIGRATE},
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "query-status", .ret = INMIGRATE},
-	    CAPS_STEP,
 	};
 	struct mrs_image_info *bad = fake_image(blocks, 2, true, "pc-i440fx-7.2");
 	struct mrs_image_info *ok = fake_image(good, 2, true, "pc-i440fx-7.2");
@@ -539,11 +553,13 @@ static void test_migrate_refused(void **state)
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "stop"},
 	    {.cmd = "query-status", .ret = PAUSED},
+	    CAPS_QUERY,
 	    CAPS_STEP,
 	    {.cmd = "getfd"},
 	    {.cmd = "migrate",
 	     .error = "Migration is disabled when VirtFS export path '/x' is mounted"},
 	    {.cmd = "closefd"},
+	    CAPS_STEP,
 	    {.cmd = "cont"},
 	};
 	struct mrs_devstate_source src;
@@ -557,16 +573,42 @@ static void test_migrate_refused(void **state)
 	assert_int_equal(devstate_start(&e, &src, &fd), -EREMOTEIO);
 	assert_msg_has(&e.err, "cannot save QEMU's device state: QEMU refused 'migrate': Migration "
 			       "is disabled when VirtFS");
-	assert_true(fake_qmp_fd(e.f, 6) >= 0); /* getfd carried the descriptor */
-	assert_string_equal(
-	    fake_qmp_args(e.f, 5),
-	    "{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true},"
-	    "{\"capability\":\"events\",\"state\":true}]}");
-	assert_string_equal(fake_qmp_args(e.f, 7), "{\"uri\":\"fd:mrsnap-devstate\"}");
+	assert_true(fake_qmp_fd(e.f, 7) >= 0); /* getfd carried the descriptor */
+	assert_string_equal(fake_qmp_args(e.f, 6), CAPS_ON);
+	assert_string_equal(fake_qmp_args(e.f, 8), "{\"uri\":\"fd:mrsnap-devstate\"}");
 	assert_int_equal(mrs_freezer_thaw(f, &e.err), 0);
 	mrs_freezer_free(f);
 	env_end(&e);
 	assert_string_equal(last_cmd(e.f), "cont");
+	/* Put back before cont, as they were: the user's next migrate carries RAM. */
+	assert_string_equal(fake_qmp_args(e.f, 10), CAPS_BACK);
+	env_free(&e);
+	close(fd);
+}
+
+/*
+ * Catches capabilities the user had on already switched off afterwards (or
+ * set again): only what mrsnap changed is put back.
+ */
+static void test_capabilities_already_on(void **state)
+{
+	static const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    {.cmd = "query-migrate-capabilities",
+	     .ret = "[{\"capability\": \"x-ignore-shared\", \"state\": true}, "
+		    "{\"capability\": \"events\", \"state\": true}]"},
+	    {.cmd = "getfd"},
+	    {.cmd = "migrate", .error = "Migration is disabled"},
+	    {.cmd = "closefd"},
+	};
+	struct mrs_devstate_source src;
+	struct env e;
+	int fd;
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(devstate_start(&e, &src, &fd), -EREMOTEIO);
+	env_end(&e); /* the script ends at closefd: no migrate-set-capabilities at all */
 	env_free(&e);
 	close(fd);
 }
@@ -581,16 +623,18 @@ static void test_migrate_refused(void **state)
 static void broken_then_cont(enum fake_qmp_action action, unsigned ms, int code, const char *needle)
 {
 	const struct fake_qmp_step first[] = {
-	    MACHINE_STEP,
-	    {.cmd = "query-status", .ret = RUNNING},
-	    {.cmd = "stop"},
-	    {.cmd = "query-status", .ret = PAUSED},
-	    CAPS_STEP,
-	    {.cmd = "getfd"},
-	    {.cmd = "migrate", .action = action},
+	    MACHINE_STEP,     {.cmd = "query-status", .ret = RUNNING},
+	    {.cmd = "stop"},  {.cmd = "query-status", .ret = PAUSED},
+	    CAPS_QUERY,	      CAPS_STEP,
+	    {.cmd = "getfd"}, {.cmd = "migrate", .action = action},
 	};
+	/* The cancel is awaited (QEMU takes no capability while cancelling), then they go back. */
 	static const struct fake_qmp_step second[] = {
 	    {.cmd = "migrate_cancel"},
+	    {.cmd = "query-migrate",
+	     .ret = "{\"status\": \"cancelling\"}",
+	     .events_after = "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"cancelled\"}}"},
+	    CAPS_STEP,
 	    {.cmd = "cont"},
 	};
 	struct mrs_devstate_source src;
@@ -607,6 +651,7 @@ static void broken_then_cont(enum fake_qmp_action action, unsigned ms, int code,
 	mrs_freezer_free(f);
 	env_end(&e);
 	assert_string_equal(last_cmd(e.f2), "cont");
+	assert_string_equal(fake_qmp_args(e.f2, 3), CAPS_BACK);
 	env_free(&e);
 	close(fd);
 }
@@ -643,12 +688,14 @@ static void devstate_run(const char *status, const char *migrate_info, int code,
 	    {.cmd = "qom-get", .ret = "268435456"},
 	    {.cmd = "qom-get", .ret = "true"},
 	    {.cmd = "qom-get", .ret = "\"/dev/shm/a.ram\""},
+	    CAPS_QUERY,
 	    CAPS_STEP,
 	    {.cmd = "getfd"},
 	    {.cmd = "migrate",
 	     .events = "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}}",
 	     .events_after = events},
 	    {.cmd = "query-migrate", .ret = migrate_info},
+	    CAPS_STEP,
 	};
 	struct mrs_devstate_source src;
 	const struct mrs_ram *ram;
@@ -671,6 +718,9 @@ static void devstate_run(const char *status, const char *migrate_info, int code,
 	} else {
 		assert_null(mrs_qemu_warning(e.q));
 	}
+	/* Back as they were once the migration is over, whatever its end. */
+	assert_string_equal(last_cmd(e.f), "migrate-set-capabilities");
+	assert_string_equal(fake_qmp_args(e.f, fake_qmp_count(e.f) - 1), CAPS_BACK);
 	env_end(&e);
 	env_free(&e);
 	close(fd);
@@ -824,6 +874,7 @@ int main(void)
 	    cmocka_unit_test(test_freeze_stop_cont),
 	    cmocka_unit_test(test_stop_refused),
 	    cmocka_unit_test(test_migrate_refused),
+	    cmocka_unit_test(test_capabilities_already_on),
 	    cmocka_unit_test(test_close_mid_command),
 	    cmocka_unit_test(test_timeout),
 	    cmocka_unit_test(test_devstate_finish),
