@@ -41,6 +41,14 @@ start() {
 	fail "QEMU $name did not open its QMP socket"
 }
 
+# expect_caps_off NAME WHAT: QEMU NAME's x-ignore-shared is off (as QEMU starts).
+expect_caps_off() {
+	"$QMP" "$T/$1.sock" query-migrate-capabilities | grep -o '{[^}]*x-ignore-shared[^}]*}' >"$T/caps" ||
+		fail "$2: no x-ignore-shared in query-migrate-capabilities"
+	grep -q true "$T/caps" && fail "$2: x-ignore-shared left on in QEMU $1: $(cat "$T/caps")"
+	return 0
+}
+
 status() {
 	"$QMP" "$T/$1.sock" query-status | sed 's/.*"status": *"\([a-z-]*\)".*/\1/'
 }
@@ -74,6 +82,15 @@ expect_out "device state:"
 expect_out "left paused (--paused)"
 expect_status src postmigrate "--paused"
 "$QMP" "$T/src.sock" cont >/dev/null || fail "cont failed"
+
+# The migration capabilities mrsnap sets are put back, after a good
+# snapshot and after one refused before it began (the image exists): left
+# on, x-ignore-shared makes the user's next migrate carry no RAM. Seen
+# failing with the capabilities set at connect and never put back.
+expect_caps_off src "after a good snapshot"
+expect_rc 3 "$MRSNAP" snapshot --qmp "$T/src.sock" "$T/a.img"
+expect_err "exists"
+expect_caps_off src "after a snapshot refused because the image exists"
 
 # A failure after stop resumes the guest, --paused or not: an image on a
 # filesystem with no room for the pages (non-live: written while stopped).
