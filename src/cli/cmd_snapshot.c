@@ -232,6 +232,8 @@ static int connect_qemu(struct args *a, struct mrs_error *err)
 	if (!ret)
 		ret = mrs_qemu_ram(a->qemu, a->ram, a->nram, &a->blocks, &a->nblocks, err);
 	if (!ret)
+		ret = mrs_qemu_check_mapped(a->qemu, a->blocks, a->nblocks, err);
+	if (!ret)
 		ret = mrs_qemu_freezer(a->qemu, &a->freezers[a->nfreezers++], err);
 	if (!ret)
 		ret = mrs_qemu_devstate_source(a->qemu, &a->devstate, err);

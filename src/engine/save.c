@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,6 +119,27 @@ static int open_sources(struct save *s, const struct mrs_ram *ram, struct mrs_er
 		if (ret)
 			return mrs_err_prefix(err, "block '%s'", ram[s->nopen].name);
 	}
+	return 0;
+}
+
+/*
+ * An IMAGE that is one of the files being saved would be renamed over the
+ * guest's RAM (with --force): refused, whatever --force says.
+ */
+static int check_image_not_source(const struct save *s, const char *path, const struct mrs_ram *ram,
+				  struct mrs_error *err)
+{
+	struct stat img, src;
+
+	if (stat(path, &img))
+		return 0; /* no file there yet: not a source */
+	for (unsigned i = 0; i < s->nopen; i++)
+		if (fstat(s->src[i].fd, &src) == 0 && src.st_dev == img.st_dev &&
+		    src.st_ino == img.st_ino)
+			return mrs_err(err, -MRS_EUSAGE,
+				       "image '%s' is the file of block '%s' ('%s'), the guest's "
+				       "RAM being saved: give the image another path",
+				       path, ram[i].name, ram[i].path);
 	return 0;
 }
 
@@ -569,6 +591,8 @@ int mrs_engine_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 		ret = check_specs(ram, nram, err);
 	if (!ret)
 		ret = open_sources(&s, ram, err);
+	if (!ret)
+		ret = check_image_not_source(&s, path, ram, err);
 	if (!ret)
 		ret = mrs_tmpimage_create(&s.file, path, s.opts->force, err);
 	if (!ret)

@@ -92,6 +92,20 @@ expect_rc 3 "$MRSNAP" snapshot --qmp "$T/src.sock" "$T/a.img"
 expect_err "exists"
 expect_caps_off src "after a snapshot refused because the image exists"
 
+# A --ram override that is not the file QEMU maps is refused (a copy would
+# give an image that verifies and a broken guest), naming what QEMU maps;
+# and an IMAGE that is QEMU's RAM file is never renamed over it. Seen
+# failing: without the checks, both snapshots succeeded (the second
+# replaced the running guest's RAM with the image).
+cp "$R/src.ram" "$T/copy.ram"
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/src.sock" --ram pc.ram="$T/copy.ram" "$T/copy.img"
+expect_err "block 'pc.ram': '$T/copy.ram' is not a file QEMU"
+expect_err "mem-path '$R/src.ram'"
+[ -e "$T/copy.img" ] && fail "a snapshot of a file QEMU does not map left an image"
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/src.sock" --force "$R/src.ram"
+expect_err "is the file of block 'pc.ram'"
+expect_status src running "after the refused snapshot onto its RAM file"
+
 # A failure after stop resumes the guest, --paused or not: an image on a
 # filesystem with no room for the pages (non-live: written while stopped).
 mkdir "$T/small"
@@ -130,6 +144,12 @@ expect_err "not waiting for incoming state"
 
 # And one that does: memfd this time; --paused leaves the guest paused.
 start dst 64 memfd -incoming defer
+# A target QEMU does not map: refused before anything is written (RAM
+# loaded elsewhere, then the device state, would kill QEMU).
+expect_rc 2 "$MRSNAP" restore --qmp "$T/dst.sock" --ram pc.ram="$T/elsewhere.ram" "$T/a.img"
+expect_err "block 'pc.ram': '$T/elsewhere.ram' does not exist"
+[ -e "$T/elsewhere.ram" ] && fail "a refused restore created its target"
+expect_status dst inmigrate "after a restore refused for its target"
 expect_rc 0 "$MRSNAP" restore --qmp "$T/dst.sock" --paused "$T/a.img"
 expect_out "loaded into QEMU"
 expect_status dst paused "restore --paused"

@@ -232,6 +232,98 @@ static void test_backends_file_and_memfd(void **state)
 	free(other);
 }
 
+/* A file of size bytes at path, and (if map) mapped shared here (the fake's peer, "QEMU"). */
+static void make_file(const char *path, uint64_t size, bool map)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	if (map)
+		assert_true(mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) != MAP_FAILED);
+	close(fd);
+}
+
+/*
+ * Catches a block taken by its path alone: with --qmp, a --ram override
+ * that is not a file QEMU maps (a copy of the RAM file elsewhere, a file
+ * that does not exist, a memfd QEMU does not map) must be refused naming
+ * the block, the path and what QEMU maps for it; QEMU's own files and
+ * memfds pass.
+ */
+static void test_ram_must_be_mapped(void **state)
+{
+	static const char *const kinds[] = {"pc.ram:memory-backend-file",
+					    "mem1:memory-backend-memfd"};
+	char *list = qom_list(kinds, 2), *dir = mrs_test_tmpdir(), ram_file[600], copy[600],
+	     none[600], mem_path[700], unmapped[64];
+	int fd = make_memfd(2 * MIB), other = make_memfd(2 * MIB);
+	struct mrs_ram given = {.name = "pc.ram"};
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct env e;
+
+	(void)state;
+	snprintf(ram_file, sizeof(ram_file), "%s/guest.ram", dir);
+	snprintf(copy, sizeof(copy), "%s/copy.ram", dir);
+	snprintf(none, sizeof(none), "%s/none.ram", dir);
+	snprintf(mem_path, sizeof(mem_path), "\"%s\"", ram_file);
+	make_file(ram_file, MIB, true);
+	make_file(copy, MIB, false);
+	assert_true(mmap(NULL, 2 * MIB, PROT_READ, MAP_SHARED, fd, 0) != MAP_FAILED);
+	{
+		const struct fake_qmp_step steps[] = {
+		    MACHINE_STEP,
+		    {.cmd = "qom-list", .ret = list},
+		    {.cmd = "qom-get", .ret = "\"memory-backend-file\""},
+		    {.cmd = "qom-get", .ret = "1048576"},
+		    {.cmd = "qom-get", .ret = "true"},
+		    {.cmd = "qom-get", .ret = mem_path},
+		    {.cmd = "qom-get", .ret = "\"memory-backend-memfd\""},
+		    {.cmd = "qom-get", .ret = "2097152"},
+		    {.cmd = "qom-get", .ret = "true"},
+		};
+
+		/* Two memfds of that size: mem1 is named by the one this process maps. */
+		snprintf(unmapped, sizeof(unmapped), "/proc/%d/fd/%d", getpid(), other);
+		env_start(&e, steps, ARRAY_SIZE(steps), 0);
+		given = (struct mrs_ram){.name = "mem1", .path = unmapped};
+		assert_int_equal(mrs_qemu_ram(e.q, &given, 1, &ram, &n, &e.err), 0);
+		assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), -MRS_EUSAGE);
+		assert_msg_has(&e.err, "block 'mem1': '");
+		assert_msg_has(&e.err, "is not a file QEMU");
+		snprintf(unmapped, sizeof(unmapped), "/proc/%d/fd/%d", getpid(), fd);
+		assert_int_equal(mrs_qemu_ram(e.q, &given, 1, &ram, &n, &e.err), 0);
+		assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), 0);
+		given = (struct mrs_ram){.name = "pc.ram", .path = copy};
+		assert_int_equal(mrs_qemu_ram(e.q, &given, 1, &ram, &n, &e.err), -MRS_EUSAGE);
+		assert_msg_has(&e.err, "2 memfds"); /* without mem1 named, it cannot be told */
+		{
+			struct mrs_ram both[] = {given, {.name = "mem1", .path = unmapped}};
+
+			assert_int_equal(mrs_qemu_ram(e.q, both, 2, &ram, &n, &e.err), 0);
+			assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), -MRS_EUSAGE);
+			assert_msg_has(&e.err, "block 'pc.ram'");
+			assert_msg_has(&e.err, copy);
+			assert_msg_has(&e.err, "is not a file QEMU");
+			assert_msg_has(&e.err, ram_file); /* what QEMU maps instead */
+			both[0].path = none;
+			assert_int_equal(mrs_qemu_ram(e.q, both, 2, &ram, &n, &e.err), 0);
+			assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), -MRS_EUSAGE);
+			assert_msg_has(&e.err, "does not exist");
+			both[0].path = ram_file;
+			assert_int_equal(mrs_qemu_ram(e.q, both, 2, &ram, &n, &e.err), 0);
+			assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), 0);
+		}
+		env_end(&e);
+		env_free(&e);
+	}
+	close(fd);
+	close(other);
+	free(list);
+	mrs_test_tmpdir_remove(dir);
+}
+
 /*
  * Catches a relative mem-path taken from mrsnap's working directory: it is
  * QEMU's (here this process's, as the fake's peer), from QEMU's.
@@ -874,6 +966,7 @@ int main(void)
 	    cmocka_unit_test(test_freeze_stop_cont),
 	    cmocka_unit_test(test_stop_refused),
 	    cmocka_unit_test(test_migrate_refused),
+	    cmocka_unit_test(test_ram_must_be_mapped),
 	    cmocka_unit_test(test_capabilities_already_on),
 	    cmocka_unit_test(test_close_mid_command),
 	    cmocka_unit_test(test_timeout),
