@@ -143,11 +143,21 @@ static int check_image_not_source(const struct save *s, const char *path, const 
 	return 0;
 }
 
-/* Record the source's absolute path, so that restore finds it from anywhere. */
+/* Record the source's absolute path, so that restore finds it from anywhere (none for a memfd). */
 static void record_path(struct mrs_block_header *bh, const char *path)
 {
-	char *abs = realpath(path, NULL);
-	const char *p = abs ? abs : path;
+	char *abs;
+	const char *p;
+	int pid;
+
+	/*
+	 * A descriptor of a process (a memfd of QEMU's) names nothing a later
+	 * restore could use: it is gone then, or a running guest's memory.
+	 */
+	if (mrs_ram_is_proc_fd(path, &pid))
+		return;
+	abs = realpath(path, NULL);
+	p = abs ? abs : path;
 
 	if (strlen(p) < sizeof(bh->path))
 		memcpy(bh->path, p, strlen(p) + 1);

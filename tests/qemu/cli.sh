@@ -155,3 +155,15 @@ expect_out "loaded into QEMU"
 expect_status dst paused "restore --paused"
 "$QMP" "$T/dst.sock" cont >/dev/null || fail "cont failed"
 expect_status dst running "after cont"
+
+# A snapshot of a memfd records no source path (/proc/PID/fd/N named a
+# running QEMU's memory, which a plain restore then offered to overwrite
+# with --force); a restore without --qmp asks for --ram or --qmp. Seen
+# failing: the image recorded /proc/PID/fd/N and restore said "symbolic link;
+# use --force".
+expect_rc 0 "$MRSNAP" snapshot --qmp "$T/dst.sock" "$T/mf.img"
+expect_rc 0 "$MRSNAP" info "$T/mf.img"
+grep -q "/proc/" "$T/out" && fail "a memfd snapshot recorded a /proc path: $(cat "$T/out")"
+expect_rc 2 "$MRSNAP" restore "$T/mf.img"
+expect_err "block 'pc.ram' has no recorded path (a snapshot of a memfd records none)"
+expect_err "--qmp"

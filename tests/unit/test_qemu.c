@@ -925,7 +925,14 @@ static void test_restore_into_vmm(void **state)
 
 	vmm_start(&v, MIB, NULL);
 	assert_int_equal(restore_into(image, v.path, 0, &err), -ELOOP);
-	assert_msg_has(&err, "symbolic link");
+	/* A process's descriptor: named with its pid, and --qmp suggested, not --force alone. */
+	{
+		char who[64];
+
+		snprintf(who, sizeof(who), "a descriptor of pid %d (", (int)v.pid);
+		assert_msg_has(&err, who);
+		assert_msg_has(&err, "restore with --qmp");
+	}
 	assert_int_equal(restore_into(image, v.path, getpid(), &err), -ELOOP);
 	assert_int_equal(restore_into(image, v.path, v.pid, &err), 0);
 	fd = open(v.path, O_RDONLY);
@@ -947,7 +954,8 @@ static void test_restore_into_vmm(void **state)
 	assert_int_equal(restore_into(image, shared, v.pid, &err), 0);
 	vmm_start(&other, MIB, shared);
 	assert_int_equal(restore_into(image, shared, v.pid, &err), -EBUSY);
-	assert_msg_has(&err, "not only by the VMM");
+	assert_msg_has(&err, "not only of the VMM");
+	assert_msg_has(&err, "give the new VMM its own mem-path");
 	vmm_stop(&other);
 	vmm_stop(&v);
 	free(data);
