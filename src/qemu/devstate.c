@@ -159,22 +159,43 @@ static int sink_start(void *ctx, int fd, struct mrs_error *err)
 	return ret ? mrs_err_prefix(err, "cannot load the device state into QEMU") : 0;
 }
 
+/*
+ * QEMU says why a load failed on its standard error only ("Unknown savevm
+ * section or instance 'x'": a device the snapshot's QEMU did not have), and
+ * then exits: what mrsnap can say is where to look and what to change.
+ */
+static int load_failed(struct mrs_qemu *q, int code, const char *how, const char *desc,
+		       struct mrs_error *err)
+{
+	q->caps_changed = false; /* a QEMU whose load failed exits: nothing to put back */
+	return mrs_err(err, code,
+		       "QEMU %s while loading the device state%s%s; its reason is on QEMU's "
+		       "standard error: start QEMU with the same devices and machine as the "
+		       "snapshot's QEMU (%s%s%s)",
+		       how, desc ? ": " : "", desc ? desc : "", q->image_producer,
+		       q->image_machine[0] ? ", machine " : "", q->image_machine);
+}
+
 static int sink_finish(void *ctx, uint64_t bytes, struct mrs_error *err)
 {
 	struct mrs_qemu *q = ctx;
 	char status[32];
 	int ret = await_end(q, status, sizeof(status), err);
+	json_t *info;
+	const char *desc;
 
 	(void)bytes;
 	if (ret == -ECONNRESET)
-		return mrs_err(err, ret,
-			       "QEMU closed its QMP connection while loading the device state: a "
-			       "QEMU whose incoming migration fails exits (it says why on its "
-			       "standard error)");
+		return load_failed(q, ret, "exited (it closed its QMP connection)", NULL, err);
 	if (ret)
 		return mrs_err_prefix(err, "QEMU did not finish loading the device state");
-	if (strcmp(status, "completed"))
-		return failed(q, "load the device state", status, err);
+	if (strcmp(status, "completed")) {
+		info = query_migrate(q);
+		desc = json_string_value(json_object_get(info, "error-desc"));
+		ret = load_failed(q, -EIO, "failed", desc, err);
+		json_decref(info);
+		return ret;
+	}
 	/* The restored guest's own next migrate must carry its RAM. */
 	mrs_qemu_restore_capabilities(q);
 	return 0;
@@ -284,6 +305,9 @@ int mrs_qemu_incoming(struct mrs_qemu *q, const struct mrs_image_info *image,
 	const char *machine = image->devstate.machine;
 	int ret;
 
+	snprintf(q->image_producer, sizeof(q->image_producer), "%s",
+		 image->devstate.producer[0] ? image->devstate.producer : "QEMU");
+	snprintf(q->image_machine, sizeof(q->image_machine), "%s", machine);
 	if (!image->devstate.present)
 		return mrs_err(err, -MRS_EUSAGE,
 			       "the image holds no device state (a snapshot of RAM only): restore "

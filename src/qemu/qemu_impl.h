@@ -39,6 +39,9 @@ struct mrs_qemu {
 	int pid;
 	char producer[64]; /* "QEMU 7.2.22" */
 	char machine[64];  /* "pc-i440fx-7.2" */
+	/* Restoring: what made the image's device state, for messages. */
+	char image_producer[64];
+	char image_machine[64];
 
 	struct mrs_qemu_backend *backends;
 	unsigned nbackends;

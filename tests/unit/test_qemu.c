@@ -538,6 +538,58 @@ static void test_incoming_checks(void **state)
 	free(list);
 }
 
+/*
+ * Catches a failed load of the device state reported as "QEMU gave no
+ * reason" (QEMU says why only on its standard error, "Unknown savevm
+ * section ..."): the message says where the reason is and what to change,
+ * naming the snapshot's QEMU and machine. Also: the capabilities are set
+ * only once the load begins (read first), never during the checks.
+ */
+static void test_load_failed(void **state)
+{
+	static const char *const kinds[] = {"pc.ram:memory-backend-file",
+					    "extra:memory-backend-file"};
+	static const char *const good[] = {"pc.ram:1048576", "extra:1048576"};
+	char *list = qom_list(kinds, 2);
+	const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    TWO_FILE_BACKENDS(list),
+	    {.cmd = "query-status", .ret = INMIGRATE},
+	    CAPS_QUERY,
+	    CAPS_STEP,
+	    {.cmd = "getfd"},
+	    {.cmd = "migrate-incoming",
+	     .events_after = "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\n"
+			     "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"failed\"}}"},
+	    {.cmd = "query-migrate", .ret = "{\"status\": \"failed\"}"},
+	};
+	struct mrs_image_info *ok = fake_image(good, 2, true, "pc-i440fx-7.2");
+	struct mrs_devstate_sink sink;
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct env e;
+	int sv[2];
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), 0);
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), 0);
+	assert_string_equal(last_cmd(e.f), "query-status"); /* nothing set yet */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(sink.start(sink.ctx, sv[1], &e.err), 0);
+	close(sv[1]);
+	assert_int_equal(sink.finish(sink.ctx, 0, &e.err), -EIO);
+	assert_msg_has(&e.err, "QEMU failed while loading the device state; its reason is on "
+			       "QEMU's standard error");
+	assert_msg_has(&e.err, "same devices and machine as the snapshot's QEMU");
+	assert_msg_has(&e.err, "machine pc-i440fx-7.2");
+	env_end(&e); /* the QEMU exits: no capability is sent to it */
+	env_free(&e);
+	close(sv[0]);
+	free_image(ok);
+	free(list);
+}
+
 /* freeze and thaw of a QEMU freezer, by hand (what mrs_save does). */
 static int freeze_thaw(struct env *e, struct mrs_freezer **f)
 {
@@ -974,6 +1026,7 @@ int main(void)
 	    cmocka_unit_test(test_freeze_stop_cont),
 	    cmocka_unit_test(test_stop_refused),
 	    cmocka_unit_test(test_migrate_refused),
+	    cmocka_unit_test(test_load_failed),
 	    cmocka_unit_test(test_ram_must_be_mapped),
 	    cmocka_unit_test(test_capabilities_already_on),
 	    cmocka_unit_test(test_close_mid_command),
