@@ -40,7 +40,7 @@ static int reconnect(struct mrs_qemu *q, struct mrs_error *err)
 	ret = mrs_qmp_connect(&q->qmp, q->path, q->timeout_ms, err);
 	if (ret) {
 		q->qmp = NULL;
-		return mrs_err_prefix(err, "cannot connect to QEMU again at '%s'", q->path);
+		return mrs_err_prefix(err, "cannot connect to QEMU again");
 	}
 	return 0;
 }
@@ -271,8 +271,8 @@ int mrs_qemu_connect(struct mrs_qemu **out, const char *path, const struct mrs_q
 	q->timeout_ms = o.timeout_ms ? o.timeout_ms : MRS_QMP_TIMEOUT_MS;
 	ret = mrs_qmp_connect(&q->qmp, path, q->timeout_ms, err);
 	if (ret) {
-		mrs_qemu_close(q);
-		return mrs_err_prefix(err, "QMP socket '%s'", path);
+		mrs_qemu_close(q); /* the message names the socket already */
+		return ret;
 	}
 	q->pid = (int)mrs_qmp_peer_pid(q->qmp);
 	snprintf(q->producer, sizeof(q->producer), "QEMU %s", mrs_qmp_version(q->qmp));
