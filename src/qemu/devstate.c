@@ -204,7 +204,20 @@ static int sink_finish(void *ctx, uint64_t bytes, struct mrs_error *err)
 int mrs_qemu_devstate_source(struct mrs_qemu *q, struct mrs_devstate_source *src,
 			     struct mrs_error *err)
 {
-	(void)err; /* QEMU is not touched before the migration starts */
+	char status[64];
+	bool running;
+	/* Nothing is changed in QEMU before the migration starts: this only asks. */
+	int ret = mrs_qemu_status(q, &running, status, sizeof(status), err);
+
+	if (ret)
+		return ret;
+	/* Before any RAM is read: such a QEMU's migrate fails only at the end. */
+	if (!strcmp(status, "inmigrate"))
+		return mrs_err(
+		    err, -MRS_EUSAGE,
+		    "QEMU is waiting for incoming state (status 'inmigrate', started with "
+		    "-incoming): it has no guest to save yet; restore an image into it "
+		    "with restore --qmp, or snapshot a QEMU that runs its guest");
 	*src = (struct mrs_devstate_source)MRS_DEVSTATE_SOURCE_INIT;
 	src->start = source_start;
 	src->finish = source_finish;
@@ -292,8 +305,9 @@ static int check_waiting(struct mrs_qemu *q, struct mrs_error *err)
 		return ret;
 	if (strcmp(status, "inmigrate"))
 		return mrs_err(err, -MRS_EUSAGE,
-			       "QEMU is not waiting for incoming state (its status is '%s'): start "
-			       "it with -incoming defer",
+			       "QEMU is not waiting for incoming state (its status is '%s': it has "
+			       "a guest already, restored before or started without -incoming); "
+			       "start a new QEMU with -incoming defer for this restore",
 			       status);
 	return 0;
 }

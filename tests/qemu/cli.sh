@@ -138,6 +138,11 @@ start other 128 file -incoming defer
 expect_rc 2 "$MRSNAP" restore --qmp "$T/other.sock" "$T/a.img"
 expect_err "block 'pc.ram' is 67108864 bytes in the image, 134217728 in QEMU"
 expect_status other inmigrate "after a refused restore"
+# A snapshot of a QEMU waiting for incoming state is refused before any RAM
+# is read (it used to read it all and fail at migrate).
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/other.sock" "$T/in.img"
+expect_err "QEMU is waiting for incoming state (status 'inmigrate'"
+[ -e "$T/in.img" ] && fail "a snapshot of a QEMU in inmigrate left an image"
 start notwaiting 64 file
 expect_rc 2 "$MRSNAP" restore --qmp "$T/notwaiting.sock" "$T/a.img"
 expect_err "not waiting for incoming state"
@@ -155,6 +160,9 @@ expect_out "loaded into QEMU"
 expect_status dst paused "restore --paused"
 "$QMP" "$T/dst.sock" cont >/dev/null || fail "cont failed"
 expect_status dst running "after cont"
+# Restored already: said so, not "start it with -incoming defer".
+expect_rc 2 "$MRSNAP" restore --qmp "$T/dst.sock" "$T/a.img"
+expect_err "its status is 'running': it has a guest already, restored before"
 
 # A snapshot of a memfd records no source path (/proc/PID/fd/N named a
 # running QEMU's memory, which a plain restore then offered to overwrite

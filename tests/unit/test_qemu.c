@@ -525,7 +525,8 @@ static void test_incoming_checks(void **state)
 	assert_int_equal(mrs_qemu_incoming(e.q, q35, ram, n, &sink, &e.err), -MRS_EUSAGE);
 	assert_msg_has(&e.err, "machine type 'pc-q35-7.2', QEMU runs 'pc-i440fx-7.2'");
 	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), -MRS_EUSAGE);
-	assert_msg_has(&e.err, "not waiting for incoming state (its status is 'running')");
+	assert_msg_has(&e.err, "not waiting for incoming state (its status is 'running': it has "
+			       "a guest already, restored before");
 	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), 0);
 	assert_non_null(sink.start);
 	assert_int_equal(sink.size, sizeof(sink));
@@ -697,6 +698,7 @@ static void test_migrate_refused(void **state)
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "stop"},
 	    {.cmd = "query-status", .ret = PAUSED},
+	    {.cmd = "query-status", .ret = PAUSED},
 	    CAPS_QUERY,
 	    CAPS_STEP,
 	    {.cmd = "getfd"},
@@ -717,17 +719,39 @@ static void test_migrate_refused(void **state)
 	assert_int_equal(devstate_start(&e, &src, &fd), -EREMOTEIO);
 	assert_msg_has(&e.err, "cannot save QEMU's device state: QEMU refused 'migrate': Migration "
 			       "is disabled when VirtFS");
-	assert_true(fake_qmp_fd(e.f, 7) >= 0); /* getfd carried the descriptor */
-	assert_string_equal(fake_qmp_args(e.f, 6), CAPS_ON);
-	assert_string_equal(fake_qmp_args(e.f, 8), "{\"uri\":\"fd:mrsnap-devstate\"}");
+	assert_true(fake_qmp_fd(e.f, 8) >= 0); /* getfd carried the descriptor */
+	assert_string_equal(fake_qmp_args(e.f, 7), CAPS_ON);
+	assert_string_equal(fake_qmp_args(e.f, 9), "{\"uri\":\"fd:mrsnap-devstate\"}");
 	assert_int_equal(mrs_freezer_thaw(f, &e.err), 0);
 	mrs_freezer_free(f);
 	env_end(&e);
 	assert_string_equal(last_cmd(e.f), "cont");
 	/* Put back before cont, as they were: the user's next migrate carries RAM. */
-	assert_string_equal(fake_qmp_args(e.f, 10), CAPS_BACK);
+	assert_string_equal(fake_qmp_args(e.f, 11), CAPS_BACK);
 	env_free(&e);
 	close(fd);
+}
+
+/*
+ * Catches a snapshot of a QEMU waiting for incoming state going ahead: it
+ * would read all RAM and fail only at migrate. Refused when the source is
+ * made, before anything (no capability set).
+ */
+static void test_source_inmigrate(void **state)
+{
+	static const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    {.cmd = "query-status", .ret = INMIGRATE},
+	};
+	struct mrs_devstate_source src;
+	struct env e;
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_devstate_source(e.q, &src, &e.err), -MRS_EUSAGE);
+	assert_msg_has(&e.err, "QEMU is waiting for incoming state (status 'inmigrate'");
+	env_end(&e);
+	env_free(&e);
 }
 
 /*
@@ -738,6 +762,7 @@ static void test_capabilities_already_on(void **state)
 {
 	static const struct fake_qmp_step steps[] = {
 	    MACHINE_STEP,
+	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "query-migrate-capabilities",
 	     .ret = "[{\"capability\": \"x-ignore-shared\", \"state\": true}, "
 		    "{\"capability\": \"events\", \"state\": true}]"},
@@ -767,10 +792,15 @@ static void test_capabilities_already_on(void **state)
 static void broken_then_cont(enum fake_qmp_action action, unsigned ms, int code, const char *needle)
 {
 	const struct fake_qmp_step first[] = {
-	    MACHINE_STEP,     {.cmd = "query-status", .ret = RUNNING},
-	    {.cmd = "stop"},  {.cmd = "query-status", .ret = PAUSED},
-	    CAPS_QUERY,	      CAPS_STEP,
-	    {.cmd = "getfd"}, {.cmd = "migrate", .action = action},
+	    MACHINE_STEP,
+	    {.cmd = "query-status", .ret = RUNNING},
+	    {.cmd = "stop"},
+	    {.cmd = "query-status", .ret = PAUSED},
+	    {.cmd = "query-status", .ret = PAUSED},
+	    CAPS_QUERY,
+	    CAPS_STEP,
+	    {.cmd = "getfd"},
+	    {.cmd = "migrate", .action = action},
 	};
 	/* The cancel is awaited (QEMU takes no capability while cancelling), then they go back. */
 	static const struct fake_qmp_step second[] = {
@@ -832,6 +862,7 @@ static void devstate_run(const char *status, const char *migrate_info, int code,
 	    {.cmd = "qom-get", .ret = "268435456"},
 	    {.cmd = "qom-get", .ret = "true"},
 	    {.cmd = "qom-get", .ret = "\"/dev/shm/a.ram\""},
+	    {.cmd = "query-status", .ret = RUNNING},
 	    CAPS_QUERY,
 	    CAPS_STEP,
 	    {.cmd = "getfd"},
@@ -1026,6 +1057,7 @@ int main(void)
 	    cmocka_unit_test(test_freeze_stop_cont),
 	    cmocka_unit_test(test_stop_refused),
 	    cmocka_unit_test(test_migrate_refused),
+	    cmocka_unit_test(test_source_inmigrate),
 	    cmocka_unit_test(test_load_failed),
 	    cmocka_unit_test(test_ram_must_be_mapped),
 	    cmocka_unit_test(test_capabilities_already_on),
