@@ -401,6 +401,42 @@ static void test_backend_not_shared(void **state)
 }
 
 /*
+ * Catches a shared backend that is not the machine's RAM (no -machine
+ * memory-backend=mem0: QEMU then makes its own private pc.ram from -m)
+ * answered with "use memory-backend-file" although the user has one: the
+ * message says mem0 is not used as RAM and what to add.
+ */
+static void test_backend_not_machine_ram(void **state)
+{
+	static const char *const kinds[] = {"pc.ram:memory-backend-ram",
+					    "mem0:memory-backend-file"};
+	char *list = qom_list(kinds, 2);
+	const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    {.cmd = "qom-list", .ret = list},
+	    {.cmd = "qom-get", .ret = "\"memory-backend-ram\""},
+	    {.cmd = "qom-get", .ret = "1048576"},
+	    {.cmd = "qom-get", .ret = "false"},
+	    {.cmd = "qom-get", .ret = "\"memory-backend-file\""},
+	    {.cmd = "qom-get", .ret = "1048576"},
+	    {.cmd = "qom-get", .ret = "true"},
+	    {.cmd = "qom-get", .ret = "\"/dev/shm/mem0.ram\""},
+	};
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct env e;
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), -MRS_EUSAGE);
+	assert_msg_has(&e.err, "QEMU's RAM is 'pc.ram', a private memory-backend-ram");
+	assert_msg_has(&e.err, "'mem0' is not used as RAM: add -machine memory-backend=mem0");
+	env_end(&e);
+	env_free(&e);
+	free(list);
+}
+
+/*
  * Catches two memfd backends of one size given each other's descriptor
  * (nothing tells them apart): refused, asking for --ram, and accepted once
  * --ram names them.
@@ -1057,6 +1093,7 @@ int main(void)
 	    cmocka_unit_test(test_freeze_stop_cont),
 	    cmocka_unit_test(test_stop_refused),
 	    cmocka_unit_test(test_migrate_refused),
+	    cmocka_unit_test(test_backend_not_machine_ram),
 	    cmocka_unit_test(test_source_inmigrate),
 	    cmocka_unit_test(test_load_failed),
 	    cmocka_unit_test(test_ram_must_be_mapped),
