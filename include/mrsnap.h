@@ -700,6 +700,8 @@ int mrs_qemu_check_mapped(struct mrs_qemu *q, const struct mrs_ram *ram, unsigne
  * resumed all the same. Free it (mrs_freezer_free) before closing q.
  */
 int mrs_qemu_freezer(struct mrs_qemu *q, struct mrs_freezer **out, struct mrs_error *err);
+/* Whether that freezer found the guest already paused (and so left it paused). */
+int mrs_qemu_paused_before(const struct mrs_qemu *q); /* 1 or 0 */
 
 /*
  * A device-state source for mrs_save: QEMU's migration stream with the

@@ -218,6 +218,12 @@ int mrs_qemu_devstate_source(struct mrs_qemu *q, struct mrs_devstate_source *src
 		    "QEMU is waiting for incoming state (status 'inmigrate', started with "
 		    "-incoming): it has no guest to save yet; restore an image into it "
 		    "with restore --qmp, or snapshot a QEMU that runs its guest");
+	if (!strcmp(status, "postmigrate"))
+		return mrs_err(
+		    err, -MRS_EUSAGE,
+		    "QEMU's guest is paused after a migration (status 'postmigrate', as a "
+		    "snapshot with --paused or of a paused guest leaves it): QEMU refuses "
+		    "another migrate until the guest is resumed with QMP 'cont'");
 	*src = (struct mrs_devstate_source)MRS_DEVSTATE_SOURCE_INIT;
 	src->start = source_start;
 	src->finish = source_finish;

@@ -20,6 +20,7 @@ static int freeze(void *ctx, struct mrs_error *err)
 
 	if (ret)
 		return mrs_err_prefix(err, "cannot stop the guest");
+	q->paused_before = !running;
 	if (!running)
 		return 0; /* paused before mrsnap came: not ours to resume */
 	/* Before the command: a stop that fails half-way is still undone. */
@@ -53,6 +54,11 @@ static int thaw(void *ctx, struct mrs_error *err)
 	if (!ret)
 		q->stop_sent = false;
 	return ret;
+}
+
+int mrs_qemu_paused_before(const struct mrs_qemu *q)
+{
+	return q->paused_before;
 }
 
 int mrs_qemu_freezer(struct mrs_qemu *q, struct mrs_freezer **out, struct mrs_error *err)

@@ -56,6 +56,7 @@ struct mrs_qemu {
 	bool caps_before[MRS_QEMU_NCAPS];
 	bool caps_changed;
 
+	bool paused_before;	/* freeze found the guest paused: left so */
 	bool stop_sent;		/* freeze sent stop: the guest is ours to resume */
 	bool migration_started; /* migrate or migrate-incoming was accepted ... */
 	bool migration_ended;	/* ... and QEMU said how it ended */

@@ -127,8 +127,22 @@ expect_rc 0 "$MRSNAP" snapshot --qmp "$T/src.sock" --live --json "$T/b.img"
 [ "$("$JSONCHECK" .devstate.producer <"$T/out")" = "QEMU $("$QEMU" --version | sed -n 's/.*version \([0-9.]*\).*/\1/p')" ] ||
 	fail "the producer is not QEMU's version: $(cat "$T/out")"
 expect_status src running "a live snapshot"
+[ "$("$JSONCHECK" .guest_state <"$T/out")" = running ] || fail "guest_state of a running guest: $(cat "$T/out")"
 "$QMP" "$T/src.sock" stop >/dev/null || fail "stop failed"
+# Paused before: said so (not "guest frozen for N ms"), in --json too.
+# Seen failing: the summary said "guest frozen for 0.3 ms".
 expect_rc 0 "$MRSNAP" snapshot --qmp "$T/src.sock" --force "$T/b.img"
+expect_out "the guest was paused before mrsnap came and is left paused"
+grep -q "frozen for" "$T/out" && fail "a guest paused before is said to be frozen by mrsnap"
+# QEMU is now in postmigrate and refuses another migrate: refused before
+# any RAM is read (it failed at migrate before).
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/src.sock" --force "$T/b.img"
+expect_err "status 'postmigrate'"
+"$QMP" "$T/src.sock" cont >/dev/null || fail "cont failed"
+"$QMP" "$T/src.sock" stop >/dev/null || fail "stop failed"
+expect_rc 0 "$MRSNAP" snapshot --qmp "$T/src.sock" --json --force "$T/b.img"
+[ "$("$JSONCHECK" .guest_state <"$T/out")" = paused ] && [ "$("$JSONCHECK" .guest_paused_before <"$T/out")" = true ] ||
+	fail "guest_state/guest_paused_before of a guest paused before: $(cat "$T/out")"
 s=$(status src)
 [ "$s" = paused ] || [ "$s" = postmigrate ] || fail "a guest paused before was resumed ('$s')"
 "$QMP" "$T/src.sock" cont >/dev/null || fail "cont failed"
