@@ -156,7 +156,10 @@ struct mrs_io_opts {
 	unsigned progress_ms; /* between calls; default 200 */
 	unsigned reserved0;   /* zero: fills what would be tail padding (see below) */
 };
-#define MRS_IO_OPTS_INIT {.size = sizeof(struct mrs_io_opts)}
+#define MRS_IO_OPTS_INIT                                                                           \
+	{                                                                                          \
+		.size = sizeof(struct mrs_io_opts)                                                 \
+	}
 
 /* One round of a snapshot, as recorded in the image. */
 struct mrs_round_info {
@@ -185,7 +188,10 @@ struct mrs_freezer_ops {
 	void (*destroy)(void *ctx); /* may be NULL */
 };
 /* {.size = sizeof(struct mrs_freezer_ops), .freeze = ..., .thaw = ...} */
-#define MRS_FREEZER_OPS_INIT {.size = sizeof(struct mrs_freezer_ops)}
+#define MRS_FREEZER_OPS_INIT                                                                       \
+	{                                                                                          \
+		.size = sizeof(struct mrs_freezer_ops)                                             \
+	}
 
 struct mrs_freezer;
 
@@ -259,7 +265,10 @@ struct mrs_devstate_source {
 };
 /* The most seconds the library waits for the next byte of device state, either way. */
 #define MRS_DEVSTATE_IDLE_TIMEOUT_S 30
-#define MRS_DEVSTATE_SOURCE_INIT {.size = sizeof(struct mrs_devstate_source)}
+#define MRS_DEVSTATE_SOURCE_INIT                                                                   \
+	{                                                                                          \
+		.size = sizeof(struct mrs_devstate_source)                                         \
+	}
 
 struct mrs_devstate_sink {
 	size_t size; /* sizeof(struct mrs_devstate_sink): MRS_DEVSTATE_SINK_INIT */
@@ -279,7 +288,10 @@ struct mrs_devstate_sink {
 	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
 	void *ctx;
 };
-#define MRS_DEVSTATE_SINK_INIT {.size = sizeof(struct mrs_devstate_sink)}
+#define MRS_DEVSTATE_SINK_INIT                                                                     \
+	{                                                                                          \
+		.size = sizeof(struct mrs_devstate_sink)                                           \
+	}
 
 /* The device-state region of an image, as info describes it. */
 struct mrs_devstate_info {
@@ -362,7 +374,10 @@ struct mrs_save_opts {
 	 */
 	const char *base;
 };
-#define MRS_SAVE_OPTS_INIT {.size = sizeof(struct mrs_save_opts)}
+#define MRS_SAVE_OPTS_INIT                                                                         \
+	{                                                                                          \
+		.size = sizeof(struct mrs_save_opts)                                               \
+	}
 
 /* Why the live rounds ended. */
 enum mrs_stop_reason {
@@ -424,7 +439,10 @@ struct mrs_save_report {
 	 */
 	int base_refusal;
 };
-#define MRS_SAVE_REPORT_INIT {.size = sizeof(struct mrs_save_report)}
+#define MRS_SAVE_REPORT_INIT                                                                       \
+	{                                                                                          \
+		.size = sizeof(struct mrs_save_report)                                             \
+	}
 
 /*
  * Write the RAM blocks into a new image at path. Non-live, the guest must
@@ -458,12 +476,12 @@ void mrs_save_report_free(struct mrs_save_report *report);
 struct mrs_restore_opts {
 	size_t size;		      /* sizeof(struct mrs_restore_opts): MRS_RESTORE_OPTS_INIT */
 	const struct mrs_io_opts *io; /* NULL: the defaults */
-	int verify; /* check every page against its checksum as it is loaded */
+	int verify;		      /* check every page against its checksum as it is loaded */
 	/*
 	 * Allow a target path that is a symlink, a recorded path that does not
 	 * exist (it is created) or is a regular file of another size than its
-	 * block, and a target that a running process has mapped. Never a target that is the image itself,
-	 * a recorded path that is a block device, or one file for two blocks.
+	 * block, and a target that a running process has mapped. Never a target that is the image
+	 * itself, a recorded path that is a block device, or one file for two blocks.
 	 */
 	int force;
 	/*
@@ -501,7 +519,10 @@ struct mrs_restore_opts {
 	 */
 	int clone;
 };
-#define MRS_RESTORE_OPTS_INIT {.size = sizeof(struct mrs_restore_opts)}
+#define MRS_RESTORE_OPTS_INIT                                                                      \
+	{                                                                                          \
+		.size = sizeof(struct mrs_restore_opts)                                            \
+	}
 
 struct mrs_restore_report {
 	size_t size; /* sizeof(struct mrs_restore_report): MRS_RESTORE_REPORT_INIT */
@@ -517,8 +538,8 @@ struct mrs_restore_report {
 	 * memory; free with mrs_restore_report_free().
 	 */
 	struct mrs_block_info *blocks;
-	uint64_t io_requests;  /* image I/O requests issued (see mrsnap(1)) */
-	uint64_t io_resubmits; /* of them, short or -EAGAIN transfers submitted again */
+	uint64_t io_requests;	 /* image I/O requests issued (see mrsnap(1)) */
+	uint64_t io_resubmits;	 /* of them, short or -EAGAIN transfers submitted again */
 	uint64_t devstate_bytes; /* device state loaded into the VMM; 0 if none */
 	/* The image holds device state and no sink was given: it was not loaded. */
 	int devstate_skipped;
@@ -530,7 +551,10 @@ struct mrs_restore_report {
 	/* What produced the image's device state, loaded or not ("QEMU 7.2.0"), or "". */
 	char devstate_producer[64];
 };
-#define MRS_RESTORE_REPORT_INIT {.size = sizeof(struct mrs_restore_report)}
+#define MRS_RESTORE_REPORT_INIT                                                                    \
+	{                                                                                          \
+		.size = sizeof(struct mrs_restore_report)                                          \
+	}
 
 /*
  * Load every block of the image into its target: the path given in targets
@@ -577,7 +601,10 @@ struct mrs_verify_opts {
 	size_t size;		      /* sizeof(struct mrs_verify_opts): MRS_VERIFY_OPTS_INIT */
 	const struct mrs_io_opts *io; /* NULL: the defaults */
 };
-#define MRS_VERIFY_OPTS_INIT {.size = sizeof(struct mrs_verify_opts)}
+#define MRS_VERIFY_OPTS_INIT                                                                       \
+	{                                                                                          \
+		.size = sizeof(struct mrs_verify_opts)                                             \
+	}
 
 struct mrs_verify_report {
 	size_t size; /* sizeof(struct mrs_verify_report): MRS_VERIFY_REPORT_INIT */
@@ -593,7 +620,10 @@ struct mrs_verify_report {
 	int devstate_bad;	       /* it did NOT match: verify fails with -EBADMSG */
 	int reserved0;		       /* zero: fills what would be tail padding */
 };
-#define MRS_VERIFY_REPORT_INIT {.size = sizeof(struct mrs_verify_report)}
+#define MRS_VERIFY_REPORT_INIT                                                                     \
+	{                                                                                          \
+		.size = sizeof(struct mrs_verify_report)                                           \
+	}
 
 /*
  * Check every metadata checksum, every present page of the image and its
@@ -669,7 +699,10 @@ struct mrs_qemu_opts {
 	unsigned timeout_ms; /* for each QMP command and awaited event; default 10000 */
 	unsigned reserved0;  /* zero: fills what would be tail padding */
 };
-#define MRS_QEMU_OPTS_INIT {.size = sizeof(struct mrs_qemu_opts)}
+#define MRS_QEMU_OPTS_INIT                                                                         \
+	{                                                                                          \
+		.size = sizeof(struct mrs_qemu_opts)                                               \
+	}
 
 /*
  * Connect to the QMP socket at path (greeting, capabilities) and learn
@@ -681,7 +714,7 @@ int mrs_qemu_connect(struct mrs_qemu **out, const char *path, const struct mrs_q
 /* Close the connection; whatever a call below returned from q is gone with it. */
 void mrs_qemu_close(struct mrs_qemu *q);
 
-int mrs_qemu_pid(const struct mrs_qemu *q); /* of the QEMU process; 0 if unknown */
+int mrs_qemu_pid(const struct mrs_qemu *q);		 /* of the QEMU process; 0 if unknown */
 const char *mrs_qemu_producer(const struct mrs_qemu *q); /* "QEMU 7.2.22" */
 const char *mrs_qemu_machine(const struct mrs_qemu *q);	 /* "pc-i440fx-7.2" */
 
@@ -702,6 +735,16 @@ int mrs_qemu_ram(struct mrs_qemu *q, const struct mrs_ram *given, unsigned ngive
 		 const struct mrs_ram **ram, unsigned *nram, struct mrs_error *err);
 
 /*
+ * Every block's path leads to a file the QEMU process maps (same device
+ * and inode as a mapping in /proc/PID/maps), so that a --ram override is
+ * QEMU's RAM and not a file of that name elsewhere: call it on what
+ * mrs_qemu_ram() returned, before mrs_save or mrs_restore touches anything.
+ * Refused (-MRS_EUSAGE) naming the block, its path and what QEMU has for it.
+ */
+int mrs_qemu_check_mapped(struct mrs_qemu *q, const struct mrs_ram *ram, unsigned nram,
+			  struct mrs_error *err);
+
+/*
  * A freezer for mrs_save: freeze is QMP stop, confirmed by query-status;
  * thaw is cont. A guest that was not running when frozen (paused before
  * mrsnap came) is left so: thaw then sends nothing. To leave a guest paused
@@ -709,6 +752,8 @@ int mrs_qemu_ram(struct mrs_qemu *q, const struct mrs_ram *given, unsigned ngive
  * resumed all the same. Free it (mrs_freezer_free) before closing q.
  */
 int mrs_qemu_freezer(struct mrs_qemu *q, struct mrs_freezer **out, struct mrs_error *err);
+/* Whether that freezer found the guest already paused (and so left it paused). */
+int mrs_qemu_paused_before(const struct mrs_qemu *q); /* 1 or 0 */
 
 /*
  * A device-state source for mrs_save: QEMU's migration stream with the

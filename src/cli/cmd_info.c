@@ -106,7 +106,7 @@ static void print_text(const char *image, const struct mrs_image_info *in)
 		if (in->complete)
 			printf(", %llu present, %llu zero", (unsigned long long)bi->pages_present,
 			       (unsigned long long)(bi->page_count - bi->pages_present));
-		printf("\n  source:   %s\n", bi->path[0] ? bi->path : "(none recorded)");
+		printf("\n  source:   %s\n", bi->path[0] ? bi->path : "(none recorded: a memfd, or a path too long)");
 		printf("  offsets:  bitmap 0x%llx, checksums 0x%llx, pages 0x%llx\n",
 		       (unsigned long long)bi->bitmap_offset, (unsigned long long)bi->hashes_offset,
 		       (unsigned long long)bi->pages_offset);

@@ -154,6 +154,8 @@ static int connect_qemu(struct args *a, struct mrs_error *err)
 		ret = mrs_qemu_ram(a->qemu, a->ram, a->nram, &a->targets, &a->ntargets, err);
 	if (!ret)
 		ret = mrs_qemu_incoming(a->qemu, info, a->targets, a->ntargets, &a->sink, err);
+	if (!ret)
+		ret = mrs_qemu_check_mapped(a->qemu, a->targets, a->ntargets, err);
 	if (!ret) {
 		a->opts.devstate = &a->sink;
 		a->opts.vmm_pid = mrs_qemu_pid(a->qemu);

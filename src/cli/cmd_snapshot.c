@@ -247,6 +247,8 @@ static int connect_qemu(struct args *a, struct mrs_error *err)
 	if (!ret)
 		ret = mrs_qemu_ram(a->qemu, a->ram, a->nram, &a->blocks, &a->nblocks, err);
 	if (!ret)
+		ret = mrs_qemu_check_mapped(a->qemu, a->blocks, a->nblocks, err);
+	if (!ret)
 		ret = mrs_qemu_freezer(a->qemu, &a->freezers[a->nfreezers++], err);
 	if (!ret)
 		ret = mrs_qemu_devstate_source(a->qemu, &a->devstate, err);
@@ -334,7 +336,13 @@ static void json_base(struct json *j, const struct args *a, const struct mrs_sav
 	jw_close(j);
 }
 
-/* "devstate" (null without one) and "warning" (null if none). */
+/* After a good snapshot, QEMU's guest is paused: asked for, or found so. */
+static bool guest_left_paused(const struct args *a)
+{
+	return a->paused || mrs_qemu_paused_before(a->qemu);
+}
+
+/* "devstate" (null without one), "warning" (null if none), and QEMU's guest. */
 static void print_json_devstate(struct json *j, const struct args *a,
 				const struct mrs_save_report *r)
 {
@@ -357,6 +365,14 @@ static void print_json_devstate(struct json *j, const struct args *a,
 		jw_str(j, "warning", warning);
 	else
 		jw_null(j, "warning");
+	/* QEMU's guest as the snapshot left it: null without --qmp. */
+	if (a->qemu) {
+		jw_str(j, "guest_state", guest_left_paused(a) ? "paused" : "running");
+		jw_bool(j, "guest_paused_before", mrs_qemu_paused_before(a->qemu));
+	} else {
+		jw_null(j, "guest_state");
+		jw_null(j, "guest_paused_before");
+	}
 }
 
 /* The summary; err is NULL on success, else what went wrong after the rename. */
@@ -415,7 +431,7 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 		       r->nrounds, mrs_stop_reason_name(r->stop_reason),
 		       cli_seconds(r->downtime_ns) * 1e3,
 		       cli_seconds(r->estimated_downtime_ns) * 1e3);
-	else if (a->nfreezers && !a->opts.leave_frozen)
+	else if (a->nfreezers && !a->opts.leave_frozen && !(a->qemu && guest_left_paused(a)))
 		printf("%s: guest frozen for %.1f ms\n", a->image,
 		       cli_seconds(r->downtime_ns) * 1e3);
 	if (a->opts.devstate)
@@ -424,7 +440,11 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 		       a->devstate.machine ? ", machine " : "",
 		       a->devstate.machine ? a->devstate.machine : "",
 		       cli_seconds(r->devstate_ns) * 1e3);
-	if (a->paused)
+	if (a->qemu && mrs_qemu_paused_before(a->qemu))
+		printf("%s: the guest was paused before mrsnap came and is left paused (QMP "
+		       "'cont' resumes it)\n",
+		       a->image);
+	else if (a->paused)
 		printf("%s: the guest is left paused (--paused)\n", a->image);
 	else if (a->opts.leave_frozen)
 		printf("%s: the guest is left frozen (--leave-frozen)\n", a->image);

@@ -51,6 +51,33 @@ static void list_names(const struct mrs_image_meta *m, char *buf, size_t len)
 	}
 }
 
+/*
+ * A recorded path the restore can take by itself: none (a memfd's snapshot
+ * records none), or a descriptor of a process (/proc/PID/fd/N, recorded by
+ * older snapshots of a memfd) are no file to restore into: that memfd is
+ * gone, or is a running process's memory.
+ */
+static int check_recorded_name(const struct mrs_block_header *bh, struct mrs_error *err)
+{
+	char who[128];
+	int pid;
+
+	if (!bh->path[0])
+		return mrs_err(err, -MRS_EUSAGE,
+			       "block '%s' has no recorded path (a snapshot of a memfd records "
+			       "none); give one with --ram %s=PATH, or restore into a QEMU with "
+			       "--qmp",
+			       bh->name, bh->name);
+	if (!mrs_ram_is_proc_fd(bh->path, &pid))
+		return 0;
+	mrs_ram_describe_process(pid, who, sizeof(who));
+	return mrs_err(err, -MRS_EUSAGE,
+		       "the image records '%s' for block '%s', a descriptor of %s (a memfd): that "
+		       "memfd is gone or is a running process's memory, no file to restore "
+		       "into; give a target with --ram %s=PATH, or restore into a QEMU with --qmp",
+		       bh->path, bh->name, who, bh->name);
+}
+
 /* Where each block goes: the path given for its name, else the recorded one. */
 static int resolve_targets(struct restore *r, const struct mrs_ram *t, unsigned nt,
 			   struct mrs_error *err)
@@ -81,13 +108,14 @@ static int resolve_targets(struct restore *r, const struct mrs_ram *t, unsigned 
 		r->named[b] = true;
 	}
 	for (uint32_t b = 0; b < n; b++) {
-		if (!r->target[b])
+		int ret = 0;
+
+		if (!r->target[b]) {
 			r->target[b] = m->blocks[b].path;
-		if (!r->target[b][0])
-			return mrs_err(
-			    err, -MRS_EUSAGE,
-			    "block '%s' has no recorded path; give one with --ram %s=PATH",
-			    m->blocks[b].name, m->blocks[b].name);
+			ret = check_recorded_name(&m->blocks[b], err);
+		}
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -152,16 +180,25 @@ static int check_mapped(struct restore *r, const struct mrs_ram_map *t, struct m
 	int vmm = r->opts->vmm_pid;
 	int pid = t->exists && !r->opts->force ? mrs_ram_mapped_by(t->dev, t->ino, vmm) : 0;
 
+	char who[128];
+
+	if (pid)
+		mrs_ram_describe_process(pid, who, sizeof(who));
 	if (pid && vmm)
 		return mrs_err(err, -EBUSY,
-			       "target '%s' of block '%s' is mapped by process %d, not only by the "
-			       "VMM (pid %d); use --force to write it anyway",
-			       t->path, t->name, pid, vmm);
+			       "target '%s' of block '%s' is the memory of a running process, %s, "
+			       "not only of the VMM (pid %d): the snapshot's source still running "
+			       "with the same mem-path? Writing it would overwrite that guest's "
+			       "RAM; give the new VMM its own mem-path (--force writes it anyway, "
+			       "into both)",
+			       t->path, t->name, who, vmm);
 	if (pid)
 		return mrs_err(err, -EBUSY,
-			       "target '%s' of block '%s' is mapped by process %d (a running "
-			       "guest?); use --force to write it anyway",
-			       t->path, t->name, pid);
+			       "target '%s' of block '%s' is the memory of a running process, %s: "
+			       "writing it would overwrite that guest's RAM; start the new QEMU "
+			       "with another mem-path and restore there, or into it with --qmp "
+			       "(--force writes it anyway, under the running guest)",
+			       t->path, t->name, who);
 	if (vmm && t->exists && !t->blockdev && t->have != t->size &&
 	    mrs_ram_mapped_by_pid(vmm, t->dev, t->ino))
 		return mrs_err(err, -EINVAL,

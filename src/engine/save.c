@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,11 +124,42 @@ static int open_sources(struct save *s, const struct mrs_ram *ram, struct mrs_er
 	return 0;
 }
 
-/* Record the source's absolute path, so that restore finds it from anywhere. */
+/*
+ * An IMAGE that is one of the files being saved would be renamed over the
+ * guest's RAM (with --force): refused, whatever --force says.
+ */
+static int check_image_not_source(const struct save *s, const char *path, const struct mrs_ram *ram,
+				  struct mrs_error *err)
+{
+	struct stat img, src;
+
+	if (stat(path, &img))
+		return 0; /* no file there yet: not a source */
+	for (unsigned i = 0; i < s->nopen; i++)
+		if (fstat(s->src[i].fd, &src) == 0 && src.st_dev == img.st_dev &&
+		    src.st_ino == img.st_ino)
+			return mrs_err(err, -MRS_EUSAGE,
+				       "image '%s' is the file of block '%s' ('%s'), the guest's "
+				       "RAM being saved: give the image another path",
+				       path, ram[i].name, ram[i].path);
+	return 0;
+}
+
+/* Record the source's absolute path, so that restore finds it from anywhere (none for a memfd). */
 static void record_path(struct mrs_block_header *bh, const char *path)
 {
-	char *abs = realpath(path, NULL);
-	const char *p = abs ? abs : path;
+	char *abs;
+	const char *p;
+	int pid;
+
+	/*
+	 * A descriptor of a process (a memfd of QEMU's) names nothing a later
+	 * restore could use: it is gone then, or a running guest's memory.
+	 */
+	if (mrs_ram_is_proc_fd(path, &pid))
+		return;
+	abs = realpath(path, NULL);
+	p = abs ? abs : path;
 
 	if (strlen(p) < sizeof(bh->path))
 		memcpy(bh->path, p, strlen(p) + 1);
@@ -580,6 +612,8 @@ int mrs_engine_save(const char *path, const struct mrs_ram *ram, unsigned nram,
 		ret = check_specs(ram, nram, err);
 	if (!ret)
 		ret = open_sources(&s, ram, err);
+	if (!ret)
+		ret = check_image_not_source(&s, path, ram, err);
 	if (!ret)
 		ret = mrs_base_open(&s.base, s.opts->base, path, s.src, s.n, err);
 	if (!ret)

@@ -200,6 +200,28 @@ static int probe_missing(struct mrs_ram_map *m, struct mrs_error *err)
 	return ret;
 }
 
+/*
+ * A link that is a process's descriptor is that process's memory (a memfd
+ * of a running QEMU, typically): --force is not the answer to suggest.
+ */
+static int refuse_link(const char *path, struct mrs_error *err)
+{
+	char who[128];
+	int pid;
+
+	if (!mrs_ram_is_proc_fd(path, &pid))
+		return mrs_err(err, -ELOOP,
+			       "target '%s' is a symbolic link; use --force to write through it",
+			       path);
+	mrs_ram_describe_process(pid, who, sizeof(who));
+	return mrs_err(err, -ELOOP,
+		       "target '%s' is a descriptor of %s: if it is a running QEMU's memfd, "
+		       "writing it would overwrite that guest's RAM; restore with --qmp into a "
+		       "QEMU waiting with -incoming defer (--force writes through the link into "
+		       "whatever it is)",
+		       path, who);
+}
+
 int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *path, uint64_t size,
 			 bool follow, struct mrs_error *err)
 {
@@ -218,9 +240,7 @@ int mrs_ram_probe_target(struct mrs_ram_map *m, const char *name, const char *pa
 		return 0;
 	}
 	if (S_ISLNK(st.st_mode) && !follow) {
-		ret = mrs_err(err, -ELOOP,
-			      "target '%s' is a symbolic link; use --force to write through it",
-			      path);
+		ret = refuse_link(path, err);
 		goto fail;
 	}
 	if (S_ISLNK(st.st_mode) && stat(path, &st)) {
@@ -317,6 +337,31 @@ bool mrs_ram_mapped_by_pid(int pid, dev_t dev, ino_t ino)
 	free(line);
 	fclose(f);
 	return found;
+}
+
+void mrs_ram_describe_process(int pid, char *buf, size_t len)
+{
+	char path[64], comm[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "re");
+	if (f && fgets(comm, sizeof(comm), f))
+		comm[strcspn(comm, "\n")] = '\0';
+	if (f)
+		fclose(f);
+	if (comm[0])
+		snprintf(buf, len, "pid %d (%s)", pid, comm);
+	else
+		snprintf(buf, len, "pid %d, which no longer runs", pid);
+}
+
+bool mrs_ram_is_proc_fd(const char *path, int *pid)
+{
+	int fd, end = 0;
+
+	return sscanf(path, "/proc/%d/fd/%d%n", pid, &fd, &end) == 2 && !path[end] && *pid > 0 &&
+	       fd >= 0;
 }
 
 int mrs_ram_mapped_by(dev_t dev, ino_t ino, int except)

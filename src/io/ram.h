@@ -59,6 +59,15 @@ int mrs_ram_mapped_by(dev_t dev, ino_t ino, int except);
 /* Whether process pid maps the file with this device and inode. */
 bool mrs_ram_mapped_by_pid(int pid, dev_t dev, ino_t ino);
 
+/*
+ * A process's name for messages: "pid 1234 (qemu-system-x86)", or "pid
+ * 1234, which no longer runs".
+ */
+void mrs_ram_describe_process(int pid, char *buf, size_t len);
+
+/* Whether path is /proc/PID/fd/N, a descriptor of a process (*pid: PID). */
+bool mrs_ram_is_proc_fd(const char *path, int *pid);
+
 /* After a failure: remove a target that mrs_ram_prepare_target created. */
 void mrs_ram_discard_target(struct mrs_ram_map *m);
 

@@ -132,11 +132,37 @@ int mrs_qemu_read_backends(struct mrs_qemu *q, struct mrs_error *err)
 	return ret;
 }
 
+/* A shared file or memfd backend: one mrsnap can read. */
+static bool reachable(const struct mrs_qemu_backend *b)
+{
+	return b->share && (!strcmp(b->type, BACKEND_PREFIX "file") ||
+			    !strcmp(b->type, BACKEND_PREFIX "memfd"));
+}
+
+/* A shared backend besides b that is not the machine's RAM (no -machine memory-backend=). */
+static const struct mrs_qemu_backend *unused_shared(const struct mrs_qemu *q,
+						    const struct mrs_qemu_backend *b)
+{
+	for (unsigned i = 0; i < q->nbackends; i++)
+		if (&q->backends[i] != b && reachable(&q->backends[i]))
+			return &q->backends[i];
+	return NULL;
+}
+
 /* Only shared file and memfd backends have pages another process can read. */
-static int check_reachable(const struct mrs_qemu_backend *b, struct mrs_error *err)
+static int check_reachable(const struct mrs_qemu *q, const struct mrs_qemu_backend *b,
+			   struct mrs_error *err)
 {
 	bool file = !strcmp(b->type, BACKEND_PREFIX "file");
+	const struct mrs_qemu_backend *other = unused_shared(q, b);
 
+	/* QEMU made its own pc.ram: the user's backend is there but unused as RAM. */
+	if (!strcmp(b->id, "pc.ram") && !strcmp(b->type, BACKEND_PREFIX "ram") && other)
+		return mrs_err(err, -MRS_EUSAGE,
+			       "QEMU's RAM is 'pc.ram', a private memory-backend-ram (QEMU made it "
+			       "from -m), and '%s' is not used as RAM: add -machine "
+			       "memory-backend=%s",
+			       other->id, other->id);
 	if (!file && strcmp(b->type, BACKEND_PREFIX "memfd"))
 		return mrs_err(err, -MRS_EUSAGE,
 			       "QEMU's memory backend '%s' is a %s: its pages are QEMU's private "
@@ -368,7 +394,7 @@ static int backend_block(struct mrs_qemu *q, struct mrs_qemu_backend *b, const s
 			 const bool *given, struct mrs_error *err)
 {
 	char *path = NULL;
-	int ret = check_reachable(b, err);
+	int ret = check_reachable(q, b, err);
 
 	if (!ret)
 		ret = mrs_block_name_check(b->id, err);

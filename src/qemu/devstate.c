@@ -30,6 +30,9 @@ static int start_migration(struct mrs_qemu *q, const char *cmd, int fd, struct m
 
 	if (!ret && !q->qmp)
 		ret = mrs_err(err, -ENOTCONN, "not connected to QEMU");
+	/* As late as can be: every check that fails without a migration is behind us. */
+	if (!ret)
+		ret = mrs_qemu_set_capabilities(q, err);
 	if (!ret)
 		ret = mrs_qmp_cmd_fd(q->qmp, "getfd", name, fd, NULL, err);
 	if (!ret) {
@@ -46,15 +49,11 @@ static int start_migration(struct mrs_qemu *q, const char *cmd, int fd, struct m
 		if (ret)
 			mrs_qemu_cmd(q, "closefd", name, NULL, NULL);
 	}
+	if (ret && !q->migration_started)
+		mrs_qemu_restore_capabilities(q);
 	json_decref(name);
 	json_decref(uri);
 	return ret;
-}
-
-static bool migration_over(const char *status)
-{
-	return !strcmp(status, "completed") || !strcmp(status, "failed") ||
-	       !strcmp(status, "cancelled");
 }
 
 /* Wait for the MIGRATION event that says how it ended: "completed", "failed", "cancelled". */
@@ -73,7 +72,7 @@ static int await_end(struct mrs_qemu *q, char *status, size_t len, struct mrs_er
 		s = json_string_value(json_object_get(data, "status"));
 		snprintf(status, len, "%s", s ? s : "");
 		json_decref(data);
-		if (migration_over(status)) {
+		if (mrs_qemu_migration_over(status)) {
 			q->migration_ended = true;
 			return 0;
 		}
@@ -119,13 +118,14 @@ static void check_ram_left_out(struct mrs_qemu *q, uint64_t bytes)
 	if (json_is_integer(total) && json_integer_value(total) > 0)
 		in_stream = (uint64_t)json_integer_value(total);
 	if (in_stream >= smallest || bytes >= smallest)
-		snprintf(q->warning, sizeof(q->warning),
-			 "%s put guest RAM into its own migration stream although x-ignore-shared "
-			 "was set (%" PRIu64 " MiB of RAM in it, %" PRIu64
-			 " bytes of device state): the image is right but holds that memory twice, "
-			 "and the downtime paid for it; newer QEMUs leave out only "
-			 "memory-backend-file with a mem-path, so use one",
-			 q->producer, in_stream >> 20, bytes);
+		mrs_qemu_add_warning(
+		    q,
+		    "%s put guest RAM into its own migration stream although x-ignore-shared "
+		    "was set (%" PRIu64 " MiB of RAM in it, %" PRIu64
+		    " bytes of device state): the image is right but holds that memory twice, "
+		    "and the downtime paid for it; newer QEMUs leave out only "
+		    "memory-backend-file with a mem-path, so use one",
+		    q->producer, in_stream >> 20, bytes);
 	json_decref(info);
 }
 
@@ -144,9 +144,13 @@ static int source_finish(void *ctx, uint64_t bytes, struct mrs_error *err)
 
 	if (ret)
 		return mrs_err_prefix(err, "QEMU did not finish saving its device state");
-	if (strcmp(status, "completed"))
-		return failed(q, "save its device state", status, err);
+	if (strcmp(status, "completed")) {
+		ret = failed(q, "save its device state", status, err);
+		mrs_qemu_restore_capabilities(q);
+		return ret;
+	}
 	check_ram_left_out(q, bytes);
+	mrs_qemu_restore_capabilities(q);
 	return 0;
 }
 
@@ -157,32 +161,71 @@ static int sink_start(void *ctx, int fd, struct mrs_error *err)
 	return ret ? mrs_err_prefix(err, "cannot load the device state into QEMU") : 0;
 }
 
+/*
+ * QEMU says why a load failed on its standard error only ("Unknown savevm
+ * section or instance 'x'": a device the snapshot's QEMU did not have), and
+ * then exits: what mrsnap can say is where to look and what to change.
+ */
+static int load_failed(struct mrs_qemu *q, int code, const char *how, const char *desc,
+		       struct mrs_error *err)
+{
+	q->caps_changed = false; /* a QEMU whose load failed exits: nothing to put back */
+	return mrs_err(err, code,
+		       "QEMU %s while loading the device state%s%s; its reason is on QEMU's "
+		       "standard error: start QEMU with the same devices and machine as the "
+		       "snapshot's QEMU (%s%s%s)",
+		       how, desc ? ": " : "", desc ? desc : "", q->image_producer,
+		       q->image_machine[0] ? ", machine " : "", q->image_machine);
+}
+
 static int sink_finish(void *ctx, uint64_t bytes, struct mrs_error *err)
 {
 	struct mrs_qemu *q = ctx;
 	char status[32];
 	int ret = await_end(q, status, sizeof(status), err);
+	json_t *info;
+	const char *desc;
 
 	(void)bytes;
 	if (ret == -ECONNRESET)
-		return mrs_err(err, ret,
-			       "QEMU closed its QMP connection while loading the device state: a "
-			       "QEMU whose incoming migration fails exits (it says why on its "
-			       "standard error)");
+		return load_failed(q, ret, "exited (it closed its QMP connection)", NULL, err);
 	if (ret)
 		return mrs_err_prefix(err, "QEMU did not finish loading the device state");
-	if (strcmp(status, "completed"))
-		return failed(q, "load the device state", status, err);
+	if (strcmp(status, "completed")) {
+		info = query_migrate(q);
+		desc = json_string_value(json_object_get(info, "error-desc"));
+		ret = load_failed(q, -EIO, "failed", desc, err);
+		json_decref(info);
+		return ret;
+	}
+	/* The restored guest's own next migrate must carry its RAM. */
+	mrs_qemu_restore_capabilities(q);
 	return 0;
 }
 
 int mrs_qemu_devstate_source(struct mrs_qemu *q, struct mrs_devstate_source *src,
 			     struct mrs_error *err)
 {
-	int ret = mrs_qemu_set_capabilities(q, err);
+	char status[64];
+	bool running;
+	/* Nothing is changed in QEMU before the migration starts: this only asks. */
+	int ret = mrs_qemu_status(q, &running, status, sizeof(status), err);
 
 	if (ret)
 		return ret;
+	/* Before any RAM is read: such a QEMU's migrate fails only at the end. */
+	if (!strcmp(status, "inmigrate"))
+		return mrs_err(
+		    err, -MRS_EUSAGE,
+		    "QEMU is waiting for incoming state (status 'inmigrate', started with "
+		    "-incoming): it has no guest to save yet; restore an image into it "
+		    "with restore --qmp, or snapshot a QEMU that runs its guest");
+	if (!strcmp(status, "postmigrate"))
+		return mrs_err(
+		    err, -MRS_EUSAGE,
+		    "QEMU's guest is paused after a migration (status 'postmigrate', as a "
+		    "snapshot with --paused or of a paused guest leaves it): QEMU refuses "
+		    "another migrate until the guest is resumed with QMP 'cont'");
 	*src = (struct mrs_devstate_source)MRS_DEVSTATE_SOURCE_INIT;
 	src->start = source_start;
 	src->finish = source_finish;
@@ -297,8 +340,9 @@ static int check_waiting(struct mrs_qemu *q, struct mrs_error *err)
 		return ret;
 	if (strcmp(status, "inmigrate"))
 		return mrs_err(err, -MRS_EUSAGE,
-			       "QEMU is not waiting for incoming state (its status is '%s'): start "
-			       "it with -incoming defer",
+			       "QEMU is not waiting for incoming state (its status is '%s': it has "
+			       "a guest already, restored before or started without -incoming); "
+			       "start a new QEMU with -incoming defer for this restore",
 			       status);
 	return 0;
 }
@@ -310,6 +354,9 @@ int mrs_qemu_incoming(struct mrs_qemu *q, const struct mrs_image_info *image,
 	const char *machine = image->devstate.machine;
 	int ret;
 
+	snprintf(q->image_producer, sizeof(q->image_producer), "%s",
+		 image->devstate.producer[0] ? image->devstate.producer : "QEMU");
+	snprintf(q->image_machine, sizeof(q->image_machine), "%s", machine);
 	if (!image->devstate.present)
 		return mrs_err(err, -MRS_EUSAGE,
 			       "the image holds no device state (a snapshot of RAM only): restore "
@@ -326,8 +373,6 @@ int mrs_qemu_incoming(struct mrs_qemu *q, const struct mrs_image_info *image,
 		ret = check_blocks(q, image, ram, nram, err);
 	if (!ret)
 		ret = check_qemu_maps(q, ram, nram, err);
-	if (!ret)
-		ret = mrs_qemu_set_capabilities(q, err);
 	if (ret)
 		return ret;
 	*sink = (struct mrs_devstate_sink)MRS_DEVSTATE_SINK_INIT;

@@ -20,6 +20,7 @@ static int freeze(void *ctx, struct mrs_error *err)
 
 	if (ret)
 		return mrs_err_prefix(err, "cannot stop the guest");
+	q->paused_before = !running;
 	if (!running)
 		return 0; /* paused before mrsnap came: not ours to resume */
 	/* Before the command: a stop that fails half-way is still undone. */
@@ -37,7 +38,7 @@ static int freeze(void *ctx, struct mrs_error *err)
 
 /*
  * A migration mrsnap started and did not see end is cancelled first: a cont
- * must not race with it.
+ * must not race with it. Then the migration capabilities are put back.
  */
 static int thaw(void *ctx, struct mrs_error *err)
 {
@@ -45,12 +46,19 @@ static int thaw(void *ctx, struct mrs_error *err)
 	int ret;
 
 	mrs_qemu_cancel_migration(q);
+	/* Never left on in the user's QEMU, even when the thaw has nothing to resume. */
+	mrs_qemu_restore_capabilities(q);
 	if (!q->stop_sent)
 		return 0;
 	ret = mrs_qemu_cont(q, err);
 	if (!ret)
 		q->stop_sent = false;
 	return ret;
+}
+
+int mrs_qemu_paused_before(const struct mrs_qemu *q)
+{
+	return q->paused_before;
 }
 
 int mrs_qemu_freezer(struct mrs_qemu *q, struct mrs_freezer **out, struct mrs_error *err)

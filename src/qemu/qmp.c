@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -482,7 +483,11 @@ static int greet(struct mrs_qmp *q, struct mrs_error *err)
 	int rc = read_message(q, now_ms() + q->timeout_ms, &msg, "before its greeting", err);
 
 	if (rc == -ETIMEDOUT)
-		rc = mrs_err(err, rc, "QEMU sent no QMP greeting within %u ms", q->timeout_ms);
+		rc =
+		    mrs_err(err, rc,
+			    "QEMU sent no QMP greeting within %u ms (QEMU serves one QMP client at "
+			    "a time: another client may hold it)",
+			    q->timeout_ms);
 	if (!rc) {
 		rc = parse_greeting(q, msg, err);
 		json_decref(msg);
@@ -531,6 +536,21 @@ int mrs_qmp_connect_fd(struct mrs_qmp **out, int fd, unsigned timeout_ms, struct
 	return 0;
 }
 
+/* Why no QEMU answered at path, in the user's words. */
+static int connect_failed(const char *path, int code, struct mrs_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		return mrs_err(err, -ENOTSOCK, "QMP socket '%s' is not a socket", path);
+	if (code == -ECONNREFUSED)
+		return mrs_err(err, code,
+			       "no QEMU is listening on QMP socket '%s' (connection refused: the "
+			       "QEMU that made it has exited?)",
+			       path);
+	return mrs_err_errno(err, code, "cannot connect to QMP socket '%s'", path);
+}
+
 int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    struct mrs_error *err)
 {
@@ -548,7 +568,7 @@ int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 	if (fd < 0)
 		return mrs_err_errno(err, -errno, "cannot create a unix socket for QMP");
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = mrs_err_errno(err, -errno, "cannot connect to QMP socket '%s'", path);
+		rc = connect_failed(path, -errno, err);
 		close(fd);
 		return rc;
 	}

@@ -111,7 +111,8 @@ SNAPSHOT='{"live": bool, "channels": int, "direct": bool, "blocks": list, "round
 	"base": (dict, N), "io_requests": int,
 	"io_resubmits": int, "image_size_bytes": int,
 	"stale_temporary_files_removed": int, "duration_seconds": float,
-	"devstate": (dict, N), "warning": (str, N)}'
+	"devstate": (dict, N), "warning": (str, N), "guest_state": (str, N),
+	"guest_paused_before": (bool, N)}'
 INFO='{"format_version": int, "complete": bool, "live": bool, "created": str,
 	"created_unix_ns": int, "tool_version": str, "image_size_bytes": int,
 	"disk_usage_bytes": int, "blocks": list, "rounds": list, "devstate": dict}'

@@ -125,7 +125,10 @@ cp "$T/junk" "$T/live.ram"
 start_guest "$T/live.ram" --rate 10
 wait_mapped
 expect_rc 3 "$MRSNAP" restore "$T/vm.img" --ram pc.ram="$T/live.ram"
-expect_err "target '$T/live.ram' of block 'pc.ram' is mapped by process $gpid"
+expect_err "target '$T/live.ram' of block 'pc.ram' is the memory of a running process, pid $gpid ($(cat /proc/$gpid/comm))"
+# The hint is another mem-path or --qmp; --force only with what it does.
+expect_err "start the new QEMU with another mem-path"
+expect_err "(--force writes it anyway, under the running guest)"
 [ "$(stat -c %s "$T/live.ram")" = 4194304 ] || fail "a refused live target was resized"
 kill -KILL "$gpid"
 wait "$gpid" 2>/dev/null

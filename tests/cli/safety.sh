@@ -94,6 +94,18 @@ kill $locker 2>/dev/null
 wait $locker 2>/dev/null
 rm -f "$T/.vm.img.mrsnap-tmp.InUse1"
 
+# An IMAGE that is a file being saved is refused even with --force: it
+# would be renamed over the guest's RAM. Also through another name (a
+# hard link). Seen failing: without the check, a.ram became the image.
+ln "$T/a.ram" "$T/a-link.ram"
+sum=$(cksum <"$T/a.ram")
+for img in a.ram a-link.ram; do
+	expect_rc 2 "$MRSNAP" snapshot --force "$T/$img" --ram pc.ram="$T/a.ram"
+	expect_err "is the file of block 'pc.ram'"
+done
+[ "$(cksum <"$T/a.ram")" = "$sum" ] || fail "the guest's RAM file was replaced by the image"
+rm -f "$T/a-link.ram"
+
 # SIGINT while a large snapshot runs: no image, no temporary file, exit 3.
 "$MKRAM" "$T/big.ram" 1G 7 0 0 || fail "mkram"
 "$MRSNAP" snapshot -j 1 --depth 1 --no-progress "$T/int.img" --ram pc.ram="$T/big.ram" \

@@ -41,6 +41,14 @@ start() {
 	fail "QEMU $name did not open its QMP socket"
 }
 
+# expect_caps_off NAME WHAT: QEMU NAME's x-ignore-shared is off (as QEMU starts).
+expect_caps_off() {
+	"$QMP" "$T/$1.sock" query-migrate-capabilities | grep -o '{[^}]*x-ignore-shared[^}]*}' >"$T/caps" ||
+		fail "$2: no x-ignore-shared in query-migrate-capabilities"
+	grep -q true "$T/caps" && fail "$2: x-ignore-shared left on in QEMU $1: $(cat "$T/caps")"
+	return 0
+}
+
 status() {
 	"$QMP" "$T/$1.sock" query-status | sed 's/.*"status": *"\([a-z-]*\)".*/\1/'
 }
@@ -75,6 +83,29 @@ expect_out "left paused (--paused)"
 expect_status src postmigrate "--paused"
 "$QMP" "$T/src.sock" cont >/dev/null || fail "cont failed"
 
+# The migration capabilities mrsnap sets are put back, after a good
+# snapshot and after one refused before it began (the image exists): left
+# on, x-ignore-shared makes the user's next migrate carry no RAM. Seen
+# failing with the capabilities set at connect and never put back.
+expect_caps_off src "after a good snapshot"
+expect_rc 3 "$MRSNAP" snapshot --qmp "$T/src.sock" "$T/a.img"
+expect_err "exists"
+expect_caps_off src "after a snapshot refused because the image exists"
+
+# A --ram override that is not the file QEMU maps is refused (a copy would
+# give an image that verifies and a broken guest), naming what QEMU maps;
+# and an IMAGE that is QEMU's RAM file is never renamed over it. Seen
+# failing: without the checks, both snapshots succeeded (the second
+# replaced the running guest's RAM with the image).
+cp "$R/src.ram" "$T/copy.ram"
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/src.sock" --ram pc.ram="$T/copy.ram" "$T/copy.img"
+expect_err "block 'pc.ram': '$T/copy.ram' is not a file QEMU"
+expect_err "mem-path '$R/src.ram'"
+[ -e "$T/copy.img" ] && fail "a snapshot of a file QEMU does not map left an image"
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/src.sock" --force "$R/src.ram"
+expect_err "is the file of block 'pc.ram'"
+expect_status src running "after the refused snapshot onto its RAM file"
+
 # A failure after stop resumes the guest, --paused or not: an image on a
 # filesystem with no room for the pages (non-live: written while stopped).
 mkdir "$T/small"
@@ -96,6 +127,7 @@ expect_rc 0 "$MRSNAP" snapshot --qmp "$T/src.sock" --live --json "$T/b.img"
 [ "$("$JSONCHECK" .devstate.producer <"$T/out")" = "QEMU $("$QEMU" --version | sed -n 's/.*version \([0-9.]*\).*/\1/p')" ] ||
 	fail "the producer is not QEMU's version: $(cat "$T/out")"
 expect_status src running "a live snapshot"
+[ "$("$JSONCHECK" .guest_state <"$T/out")" = running ] || fail "guest_state of a running guest: $(cat "$T/out")"
 # A signal while the guest is stopped (sent by a freeze command, which runs
 # after QEMU's stop): no image, and the guest runs again, --paused or not.
 # Catches a --qmp snapshot interrupted while stopped leaving the guest
@@ -111,7 +143,20 @@ for sig in INT TERM; do
 	done
 done
 "$QMP" "$T/src.sock" stop >/dev/null || fail "stop failed"
+# Paused before: said so (not "guest frozen for N ms"), in --json too.
+# Seen failing: the summary said "guest frozen for 0.3 ms".
 expect_rc 0 "$MRSNAP" snapshot --qmp "$T/src.sock" --force "$T/b.img"
+expect_out "the guest was paused before mrsnap came and is left paused"
+grep -q "frozen for" "$T/out" && fail "a guest paused before is said to be frozen by mrsnap"
+# QEMU is now in postmigrate and refuses another migrate: refused before
+# any RAM is read (it failed at migrate before).
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/src.sock" --force "$T/b.img"
+expect_err "status 'postmigrate'"
+"$QMP" "$T/src.sock" cont >/dev/null || fail "cont failed"
+"$QMP" "$T/src.sock" stop >/dev/null || fail "stop failed"
+expect_rc 0 "$MRSNAP" snapshot --qmp "$T/src.sock" --json --force "$T/b.img"
+[ "$("$JSONCHECK" .guest_state <"$T/out")" = paused ] && [ "$("$JSONCHECK" .guest_paused_before <"$T/out")" = true ] ||
+	fail "guest_state/guest_paused_before of a guest paused before: $(cat "$T/out")"
 s=$(status src)
 [ "$s" = paused ] || [ "$s" = postmigrate ] || fail "a guest paused before was resumed ('$s')"
 "$QMP" "$T/src.sock" cont >/dev/null || fail "cont failed"
@@ -121,6 +166,11 @@ start other 128 file -incoming defer
 expect_rc 2 "$MRSNAP" restore --qmp "$T/other.sock" "$T/a.img"
 expect_err "block 'pc.ram' is 67108864 bytes in the image, 134217728 in QEMU"
 expect_status other inmigrate "after a refused restore"
+# A snapshot of a QEMU waiting for incoming state is refused before any RAM
+# is read (it used to read it all and fail at migrate).
+expect_rc 2 "$MRSNAP" snapshot --qmp "$T/other.sock" "$T/in.img"
+expect_err "QEMU is waiting for incoming state (status 'inmigrate'"
+[ -e "$T/in.img" ] && fail "a snapshot of a QEMU in inmigrate left an image"
 start notwaiting 64 file
 expect_rc 2 "$MRSNAP" restore --qmp "$T/notwaiting.sock" "$T/a.img"
 expect_err "not waiting for incoming state"
@@ -136,8 +186,29 @@ expect_status gone inmigrate "after a refused restore"
 
 # And one that does: memfd this time; --paused leaves the guest paused.
 start dst 64 memfd -incoming defer
+# A target QEMU does not map: refused before anything is written (RAM
+# loaded elsewhere, then the device state, would kill QEMU).
+expect_rc 2 "$MRSNAP" restore --qmp "$T/dst.sock" --ram pc.ram="$T/elsewhere.ram" "$T/a.img"
+expect_err "block 'pc.ram': '$T/elsewhere.ram' does not exist"
+[ -e "$T/elsewhere.ram" ] && fail "a refused restore created its target"
+expect_status dst inmigrate "after a restore refused for its target"
 expect_rc 0 "$MRSNAP" restore --qmp "$T/dst.sock" --paused "$T/a.img"
 expect_out "loaded into QEMU"
 expect_status dst paused "restore --paused"
 "$QMP" "$T/dst.sock" cont >/dev/null || fail "cont failed"
 expect_status dst running "after cont"
+# Restored already: said so, not "start it with -incoming defer".
+expect_rc 2 "$MRSNAP" restore --qmp "$T/dst.sock" "$T/a.img"
+expect_err "its status is 'running': it has a guest already, restored before"
+
+# A snapshot of a memfd records no source path (/proc/PID/fd/N named a
+# running QEMU's memory, which a plain restore then offered to overwrite
+# with --force); a restore without --qmp asks for --ram or --qmp. Seen
+# failing: the image recorded /proc/PID/fd/N and restore said "symbolic link;
+# use --force".
+expect_rc 0 "$MRSNAP" snapshot --qmp "$T/dst.sock" "$T/mf.img"
+expect_rc 0 "$MRSNAP" info "$T/mf.img"
+grep -q "/proc/" "$T/out" && fail "a memfd snapshot recorded a /proc path: $(cat "$T/out")"
+expect_rc 2 "$MRSNAP" restore "$T/mf.img"
+expect_err "block 'pc.ram' has no recorded path (a snapshot of a memfd records none)"
+expect_err "--qmp"

@@ -34,10 +34,25 @@
 #define RUNNING	  "{\"status\": \"running\", \"running\": true}"
 #define PAUSED	  "{\"status\": \"paused\", \"running\": false}"
 #define INMIGRATE "{\"status\": \"inmigrate\", \"running\": false}"
+/* The capabilities as a QEMU has them by default, then mrsnap's, then put back. */
+#define CAPS_OFF                                                                                   \
+	"[{\"capability\": \"xbzrle\", \"state\": false}, "                                        \
+	"{\"capability\": \"x-ignore-shared\", \"state\": false}, "                                \
+	"{\"capability\": \"events\", \"state\": false}]"
+#define CAPS_QUERY                                                                                 \
+	{                                                                                          \
+		.cmd = "query-migrate-capabilities", .ret = CAPS_OFF                               \
+	}
 #define CAPS_STEP                                                                                  \
 	{                                                                                          \
 		.cmd = "migrate-set-capabilities"                                                  \
 	}
+#define CAPS_ON                                                                                    \
+	"{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true},"                  \
+	"{\"capability\":\"events\",\"state\":true}]}"
+#define CAPS_BACK                                                                                  \
+	"{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":false},"                 \
+	"{\"capability\":\"events\",\"state\":false}]}"
 
 struct env {
 	char *dir;
@@ -217,6 +232,98 @@ static void test_backends_file_and_memfd(void **state)
 	free(other);
 }
 
+/* A file of size bytes at path, and (if map) mapped shared here (the fake's peer, "QEMU"). */
+static void make_file(const char *path, uint64_t size, bool map)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	if (map)
+		assert_true(mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) != MAP_FAILED);
+	close(fd);
+}
+
+/*
+ * Catches a block taken by its path alone: with --qmp, a --ram override
+ * that is not a file QEMU maps (a copy of the RAM file elsewhere, a file
+ * that does not exist, a memfd QEMU does not map) must be refused naming
+ * the block, the path and what QEMU maps for it; QEMU's own files and
+ * memfds pass.
+ */
+static void test_ram_must_be_mapped(void **state)
+{
+	static const char *const kinds[] = {"pc.ram:memory-backend-file",
+					    "mem1:memory-backend-memfd"};
+	char *list = qom_list(kinds, 2), *dir = mrs_test_tmpdir(), ram_file[600], copy[600],
+	     none[600], mem_path[700], unmapped[64];
+	int fd = make_memfd(2 * MIB), other = make_memfd(2 * MIB);
+	struct mrs_ram given = {.name = "pc.ram"};
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct env e;
+
+	(void)state;
+	snprintf(ram_file, sizeof(ram_file), "%s/guest.ram", dir);
+	snprintf(copy, sizeof(copy), "%s/copy.ram", dir);
+	snprintf(none, sizeof(none), "%s/none.ram", dir);
+	snprintf(mem_path, sizeof(mem_path), "\"%s\"", ram_file);
+	make_file(ram_file, MIB, true);
+	make_file(copy, MIB, false);
+	assert_true(mmap(NULL, 2 * MIB, PROT_READ, MAP_SHARED, fd, 0) != MAP_FAILED);
+	{
+		const struct fake_qmp_step steps[] = {
+		    MACHINE_STEP,
+		    {.cmd = "qom-list", .ret = list},
+		    {.cmd = "qom-get", .ret = "\"memory-backend-file\""},
+		    {.cmd = "qom-get", .ret = "1048576"},
+		    {.cmd = "qom-get", .ret = "true"},
+		    {.cmd = "qom-get", .ret = mem_path},
+		    {.cmd = "qom-get", .ret = "\"memory-backend-memfd\""},
+		    {.cmd = "qom-get", .ret = "2097152"},
+		    {.cmd = "qom-get", .ret = "true"},
+		};
+
+		/* Two memfds of that size: mem1 is named by the one this process maps. */
+		snprintf(unmapped, sizeof(unmapped), "/proc/%d/fd/%d", getpid(), other);
+		env_start(&e, steps, ARRAY_SIZE(steps), 0);
+		given = (struct mrs_ram){.name = "mem1", .path = unmapped};
+		assert_int_equal(mrs_qemu_ram(e.q, &given, 1, &ram, &n, &e.err), 0);
+		assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), -MRS_EUSAGE);
+		assert_msg_has(&e.err, "block 'mem1': '");
+		assert_msg_has(&e.err, "is not a file QEMU");
+		snprintf(unmapped, sizeof(unmapped), "/proc/%d/fd/%d", getpid(), fd);
+		assert_int_equal(mrs_qemu_ram(e.q, &given, 1, &ram, &n, &e.err), 0);
+		assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), 0);
+		given = (struct mrs_ram){.name = "pc.ram", .path = copy};
+		assert_int_equal(mrs_qemu_ram(e.q, &given, 1, &ram, &n, &e.err), -MRS_EUSAGE);
+		assert_msg_has(&e.err, "2 memfds"); /* without mem1 named, it cannot be told */
+		{
+			struct mrs_ram both[] = {given, {.name = "mem1", .path = unmapped}};
+
+			assert_int_equal(mrs_qemu_ram(e.q, both, 2, &ram, &n, &e.err), 0);
+			assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), -MRS_EUSAGE);
+			assert_msg_has(&e.err, "block 'pc.ram'");
+			assert_msg_has(&e.err, copy);
+			assert_msg_has(&e.err, "is not a file QEMU");
+			assert_msg_has(&e.err, ram_file); /* what QEMU maps instead */
+			both[0].path = none;
+			assert_int_equal(mrs_qemu_ram(e.q, both, 2, &ram, &n, &e.err), 0);
+			assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), -MRS_EUSAGE);
+			assert_msg_has(&e.err, "does not exist");
+			both[0].path = ram_file;
+			assert_int_equal(mrs_qemu_ram(e.q, both, 2, &ram, &n, &e.err), 0);
+			assert_int_equal(mrs_qemu_check_mapped(e.q, ram, n, &e.err), 0);
+		}
+		env_end(&e);
+		env_free(&e);
+	}
+	close(fd);
+	close(other);
+	free(list);
+	mrs_test_tmpdir_remove(dir);
+}
+
 /*
  * Catches a relative mem-path taken from mrsnap's working directory: it is
  * QEMU's (here this process's, as the fake's peer), from QEMU's.
@@ -291,6 +398,42 @@ static void test_backend_not_shared(void **state)
 	refused_backend("memory-backend-ram", "false", "private memory");
 	refused_backend("memory-backend-file", "false", "is not shared");
 	refused_backend("memory-backend-memfd", "false", "is not shared");
+}
+
+/*
+ * Catches a shared backend that is not the machine's RAM (no -machine
+ * memory-backend=mem0: QEMU then makes its own private pc.ram from -m)
+ * answered with "use memory-backend-file" although the user has one: the
+ * message says mem0 is not used as RAM and what to add.
+ */
+static void test_backend_not_machine_ram(void **state)
+{
+	static const char *const kinds[] = {"pc.ram:memory-backend-ram",
+					    "mem0:memory-backend-file"};
+	char *list = qom_list(kinds, 2);
+	const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    {.cmd = "qom-list", .ret = list},
+	    {.cmd = "qom-get", .ret = "\"memory-backend-ram\""},
+	    {.cmd = "qom-get", .ret = "1048576"},
+	    {.cmd = "qom-get", .ret = "false"},
+	    {.cmd = "qom-get", .ret = "\"memory-backend-file\""},
+	    {.cmd = "qom-get", .ret = "1048576"},
+	    {.cmd = "qom-get", .ret = "true"},
+	    {.cmd = "qom-get", .ret = "\"/dev/shm/mem0.ram\""},
+	};
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct env e;
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), -MRS_EUSAGE);
+	assert_msg_has(&e.err, "QEMU's RAM is 'pc.ram', a private memory-backend-ram");
+	assert_msg_has(&e.err, "'mem0' is not used as RAM: add -machine memory-backend=mem0");
+	env_end(&e);
+	env_free(&e);
+	free(list);
 }
 
 /*
@@ -433,7 +576,6 @@ static void test_incoming_checks(void **state)
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "query-status", .ret = INMIGRATE},
 	    {.cmd = "query-status", .ret = INMIGRATE},
-	    CAPS_STEP,
 	};
 	struct mapped mapped;
 	struct mrs_image_info *bad = fake_image(blocks, 2, true, "pc-i440fx-7.2");
@@ -459,7 +601,8 @@ static void test_incoming_checks(void **state)
 	assert_int_equal(mrs_qemu_incoming(e.q, q35, ram, n, &sink, &e.err), -MRS_EUSAGE);
 	assert_msg_has(&e.err, "machine type 'pc-q35-7.2', QEMU runs 'pc-i440fx-7.2'");
 	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), -MRS_EUSAGE);
-	assert_msg_has(&e.err, "not waiting for incoming state (its status is 'running')");
+	assert_msg_has(&e.err, "not waiting for incoming state (its status is 'running': it has "
+			       "a guest already, restored before");
 	/* QEMU (this process: the fake is a thread) does not map /dev/shm/a.ram. */
 	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), -MRS_EUSAGE);
 	assert_msg_has(&e.err, "does not map '/dev/shm/a.ram', the target of its backend 'pc.ram'");
@@ -473,6 +616,58 @@ static void test_incoming_checks(void **state)
 	free_image(ok);
 	free_image(ram_only);
 	free_image(q35);
+	free(list);
+}
+
+/*
+ * Catches a failed load of the device state reported as "QEMU gave no
+ * reason" (QEMU says why only on its standard error, "Unknown savevm
+ * section ..."): the message says where the reason is and what to change,
+ * naming the snapshot's QEMU and machine. Also: the capabilities are set
+ * only once the load begins (read first), never during the checks.
+ */
+static void test_load_failed(void **state)
+{
+	static const char *const kinds[] = {"pc.ram:memory-backend-file",
+					    "extra:memory-backend-file"};
+	static const char *const good[] = {"pc.ram:1048576", "extra:1048576"};
+	char *list = qom_list(kinds, 2);
+	const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    TWO_FILE_BACKENDS(list),
+	    {.cmd = "query-status", .ret = INMIGRATE},
+	    CAPS_QUERY,
+	    CAPS_STEP,
+	    {.cmd = "getfd"},
+	    {.cmd = "migrate-incoming",
+	     .events_after = "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}\n"
+			     "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"failed\"}}"},
+	    {.cmd = "query-migrate", .ret = "{\"status\": \"failed\"}"},
+	};
+	struct mrs_image_info *ok = fake_image(good, 2, true, "pc-i440fx-7.2");
+	struct mrs_devstate_sink sink;
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct env e;
+	int sv[2];
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), 0);
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), 0);
+	assert_string_equal(last_cmd(e.f), "query-status"); /* nothing set yet */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(sink.start(sink.ctx, sv[1], &e.err), 0);
+	close(sv[1]);
+	assert_int_equal(sink.finish(sink.ctx, 0, &e.err), -EIO);
+	assert_msg_has(&e.err, "QEMU failed while loading the device state; its reason is on "
+			       "QEMU's standard error");
+	assert_msg_has(&e.err, "same devices and machine as the snapshot's QEMU");
+	assert_msg_has(&e.err, "machine pc-i440fx-7.2");
+	env_end(&e); /* the QEMU exits: no capability is sent to it */
+	env_free(&e);
+	close(sv[0]);
+	free_image(ok);
 	free(list);
 }
 
@@ -583,11 +778,14 @@ static void test_migrate_refused(void **state)
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "stop"},
 	    {.cmd = "query-status", .ret = PAUSED},
+	    {.cmd = "query-status", .ret = PAUSED},
+	    CAPS_QUERY,
 	    CAPS_STEP,
 	    {.cmd = "getfd"},
 	    {.cmd = "migrate",
 	     .error = "Migration is disabled when VirtFS export path '/x' is mounted"},
 	    {.cmd = "closefd"},
+	    CAPS_STEP,
 	    {.cmd = "cont"},
 	};
 	struct mrs_devstate_source src;
@@ -601,16 +799,65 @@ static void test_migrate_refused(void **state)
 	assert_int_equal(devstate_start(&e, &src, &fd), -EREMOTEIO);
 	assert_msg_has(&e.err, "cannot save QEMU's device state: QEMU refused 'migrate': Migration "
 			       "is disabled when VirtFS");
-	assert_true(fake_qmp_fd(e.f, 6) >= 0); /* getfd carried the descriptor */
-	assert_string_equal(
-	    fake_qmp_args(e.f, 5),
-	    "{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true},"
-	    "{\"capability\":\"events\",\"state\":true}]}");
-	assert_string_equal(fake_qmp_args(e.f, 7), "{\"uri\":\"fd:mrsnap-devstate\"}");
+	assert_true(fake_qmp_fd(e.f, 8) >= 0); /* getfd carried the descriptor */
+	assert_string_equal(fake_qmp_args(e.f, 7), CAPS_ON);
+	assert_string_equal(fake_qmp_args(e.f, 9), "{\"uri\":\"fd:mrsnap-devstate\"}");
 	assert_int_equal(mrs_freezer_thaw(f, &e.err), 0);
 	mrs_freezer_free(f);
 	env_end(&e);
 	assert_string_equal(last_cmd(e.f), "cont");
+	/* Put back before cont, as they were: the user's next migrate carries RAM. */
+	assert_string_equal(fake_qmp_args(e.f, 11), CAPS_BACK);
+	env_free(&e);
+	close(fd);
+}
+
+/*
+ * Catches a snapshot of a QEMU waiting for incoming state going ahead: it
+ * would read all RAM and fail only at migrate. Refused when the source is
+ * made, before anything (no capability set).
+ */
+static void test_source_inmigrate(void **state)
+{
+	static const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    {.cmd = "query-status", .ret = INMIGRATE},
+	};
+	struct mrs_devstate_source src;
+	struct env e;
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_devstate_source(e.q, &src, &e.err), -MRS_EUSAGE);
+	assert_msg_has(&e.err, "QEMU is waiting for incoming state (status 'inmigrate'");
+	env_end(&e);
+	env_free(&e);
+}
+
+/*
+ * Catches capabilities the user had on already switched off afterwards (or
+ * set again): only what mrsnap changed is put back.
+ */
+static void test_capabilities_already_on(void **state)
+{
+	static const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    {.cmd = "query-status", .ret = RUNNING},
+	    {.cmd = "query-migrate-capabilities",
+	     .ret = "[{\"capability\": \"x-ignore-shared\", \"state\": true}, "
+		    "{\"capability\": \"events\", \"state\": true}]"},
+	    {.cmd = "getfd"},
+	    {.cmd = "migrate", .error = "Migration is disabled"},
+	    {.cmd = "closefd"},
+	};
+	struct mrs_devstate_source src;
+	struct env e;
+	int fd;
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(devstate_start(&e, &src, &fd), -EREMOTEIO);
+	env_end(&e); /* the script ends at closefd: no migrate-set-capabilities at all */
 	env_free(&e);
 	close(fd);
 }
@@ -629,12 +876,19 @@ static void broken_then_cont(enum fake_qmp_action action, unsigned ms, int code,
 	    {.cmd = "query-status", .ret = RUNNING},
 	    {.cmd = "stop"},
 	    {.cmd = "query-status", .ret = PAUSED},
+	    {.cmd = "query-status", .ret = PAUSED},
+	    CAPS_QUERY,
 	    CAPS_STEP,
 	    {.cmd = "getfd"},
 	    {.cmd = "migrate", .action = action},
 	};
+	/* The cancel is awaited (QEMU takes no capability while cancelling), then they go back. */
 	static const struct fake_qmp_step second[] = {
 	    {.cmd = "migrate_cancel"},
+	    {.cmd = "query-migrate",
+	     .ret = "{\"status\": \"cancelling\"}",
+	     .events_after = "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"cancelled\"}}"},
+	    CAPS_STEP,
 	    {.cmd = "cont"},
 	};
 	struct mrs_devstate_source src;
@@ -651,6 +905,7 @@ static void broken_then_cont(enum fake_qmp_action action, unsigned ms, int code,
 	mrs_freezer_free(f);
 	env_end(&e);
 	assert_string_equal(last_cmd(e.f2), "cont");
+	assert_string_equal(fake_qmp_args(e.f2, 3), CAPS_BACK);
 	env_free(&e);
 	close(fd);
 }
@@ -716,12 +971,15 @@ static void devstate_run(const char *status, const char *migrate_info, int code,
 	    {.cmd = "qom-get", .ret = "268435456"},
 	    {.cmd = "qom-get", .ret = "true"},
 	    {.cmd = "qom-get", .ret = "\"/dev/shm/a.ram\""},
+	    {.cmd = "query-status", .ret = RUNNING},
+	    CAPS_QUERY,
 	    CAPS_STEP,
 	    {.cmd = "getfd"},
 	    {.cmd = "migrate",
 	     .events = "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"setup\"}}",
 	     .events_after = events},
 	    {.cmd = "query-migrate", .ret = migrate_info},
+	    CAPS_STEP,
 	};
 	struct mrs_devstate_source src;
 	const struct mrs_ram *ram;
@@ -744,6 +1002,9 @@ static void devstate_run(const char *status, const char *migrate_info, int code,
 	} else {
 		assert_null(mrs_qemu_warning(e.q));
 	}
+	/* Back as they were once the migration is over, whatever its end. */
+	assert_string_equal(last_cmd(e.f), "migrate-set-capabilities");
+	assert_string_equal(fake_qmp_args(e.f, fake_qmp_count(e.f) - 1), CAPS_BACK);
 	env_end(&e);
 	env_free(&e);
 	close(fd);
@@ -864,7 +1125,14 @@ static void test_restore_into_vmm(void **state)
 
 	vmm_start(&v, MIB, NULL);
 	assert_int_equal(restore_into(image, v.path, 0, &err), -ELOOP);
-	assert_msg_has(&err, "symbolic link");
+	/* A process's descriptor: named with its pid, and --qmp suggested, not --force alone. */
+	{
+		char who[64];
+
+		snprintf(who, sizeof(who), "a descriptor of pid %d (", (int)v.pid);
+		assert_msg_has(&err, who);
+		assert_msg_has(&err, "restore with --qmp");
+	}
 	assert_int_equal(restore_into(image, v.path, getpid(), &err), -ELOOP);
 	assert_int_equal(restore_into(image, v.path, v.pid, &err), 0);
 	fd = open(v.path, O_RDONLY);
@@ -886,7 +1154,8 @@ static void test_restore_into_vmm(void **state)
 	assert_int_equal(restore_into(image, shared, v.pid, &err), 0);
 	vmm_start(&other, MIB, shared);
 	assert_int_equal(restore_into(image, shared, v.pid, &err), -EBUSY);
-	assert_msg_has(&err, "not only by the VMM");
+	assert_msg_has(&err, "not only of the VMM");
+	assert_msg_has(&err, "give the new VMM its own mem-path");
 	vmm_stop(&other);
 	vmm_stop(&v);
 	free(data);
@@ -955,6 +1224,11 @@ int main(void)
 	    cmocka_unit_test(test_freeze_stop_cont),
 	    cmocka_unit_test(test_stop_refused),
 	    cmocka_unit_test(test_migrate_refused),
+	    cmocka_unit_test(test_backend_not_machine_ram),
+	    cmocka_unit_test(test_source_inmigrate),
+	    cmocka_unit_test(test_load_failed),
+	    cmocka_unit_test(test_ram_must_be_mapped),
+	    cmocka_unit_test(test_capabilities_already_on),
 	    cmocka_unit_test(test_close_mid_command),
 	    cmocka_unit_test(test_timeout),
 	    cmocka_unit_test(test_stop_timeout_then_cont),

@@ -7,11 +7,14 @@
  * speed: no test asserts how long anything took.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -444,6 +447,40 @@ static void test_peer_pid_and_path(void **state)
 	mrs_test_tmpdir_remove(dir);
 }
 
+/*
+ * Catches connect failures that leave the user guessing (or repeat the
+ * path): a file that is no socket, and a socket nobody listens on (QEMU
+ * gone), each said in those words, naming the path once.
+ */
+static void test_connect_refused(void **state)
+{
+	char *dir = mrs_test_tmpdir(), *file, *sock;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct mrs_error err = {0};
+	struct mrs_qmp *q;
+	int fd;
+
+	(void)state;
+	assert_true(asprintf(&file, "%s/plain", dir) > 0);
+	assert_true(asprintf(&sock, "%s/dead.sock", dir) > 0);
+	fd = open(file, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(mrs_qmp_connect(&q, file, 0, &err), -ENOTSOCK);
+	assert_msg_has(&err, "is not a socket");
+	/* Bound, never listening: what a QEMU that exited leaves behind. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(mrs_qmp_connect(&q, sock, 0, &err), -ECONNREFUSED);
+	assert_msg_has(&err, "no QEMU is listening on QMP socket");
+	assert_null(strstr(strstr(err.msg, sock) + 1, sock)); /* the path once */
+	close(fd);
+	free(file);
+	free(sock);
+	mrs_test_tmpdir_remove(dir);
+}
+
 /* Catches a greeting that never comes making connect wait forever. */
 static void test_no_greeting(void **state)
 {
@@ -456,6 +493,7 @@ static void test_no_greeting(void **state)
 	f = fake_qmp_pair(NULL, 0, "", &fd);
 	assert_int_equal(mrs_qmp_connect_fd(&q, fd, SHORT_MS, &err), -ETIMEDOUT);
 	assert_msg_has(&err, "QEMU sent no QMP greeting within 200 ms");
+	assert_msg_has(&err, "one QMP client at a time"); /* the likely cause, said */
 	fake_qmp_free(f);
 }
 
@@ -629,6 +667,7 @@ int main(void)
 	    cmocka_unit_test(test_args_not_object),
 	    cmocka_unit_test(test_peer_pid_and_path),
 	    cmocka_unit_test(test_no_greeting),
+	    cmocka_unit_test(test_connect_refused),
 	    cmocka_unit_test(test_fake_reports_mismatch),
 	    cmocka_unit_test_teardown(test_real_qemu, kill_real_qemu),
 	};
