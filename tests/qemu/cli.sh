@@ -189,7 +189,7 @@ start dst 64 memfd -incoming defer
 # A target QEMU does not map: refused before anything is written (RAM
 # loaded elsewhere, then the device state, would kill QEMU).
 expect_rc 2 "$MRSNAP" restore --qmp "$T/dst.sock" --ram pc.ram="$T/elsewhere.ram" "$T/a.img"
-expect_err "block 'pc.ram': '$T/elsewhere.ram' does not exist"
+expect_err "does not map '$T/elsewhere.ram', the target of its backend 'pc.ram'"
 [ -e "$T/elsewhere.ram" ] && fail "a refused restore created its target"
 expect_status dst inmigrate "after a restore refused for its target"
 expect_rc 0 "$MRSNAP" restore --qmp "$T/dst.sock" --paused "$T/a.img"

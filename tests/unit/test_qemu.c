@@ -648,13 +648,15 @@ static void test_load_failed(void **state)
 	struct mrs_devstate_sink sink;
 	const struct mrs_ram *ram;
 	unsigned n;
+	struct mapped mapped;
 	struct env e;
 	int sv[2];
 
 	(void)state;
 	env_start(&e, steps, ARRAY_SIZE(steps), 0);
 	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), 0);
-	assert_int_equal(mrs_qemu_incoming(e.q, ok, ram, n, &sink, &e.err), 0);
+	map_blocks(&mapped, e.dir, ram, n); /* targets this process ("QEMU") maps */
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, mapped.ram, n, &sink, &e.err), 0);
 	assert_string_equal(last_cmd(e.f), "query-status"); /* nothing set yet */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	assert_int_equal(sink.start(sink.ctx, sv[1], &e.err), 0);
@@ -665,6 +667,7 @@ static void test_load_failed(void **state)
 	assert_msg_has(&e.err, "same devices and machine as the snapshot's QEMU");
 	assert_msg_has(&e.err, "machine pc-i440fx-7.2");
 	env_end(&e); /* the QEMU exits: no capability is sent to it */
+	unmap_blocks(&mapped);
 	env_free(&e);
 	close(sv[0]);
 	free_image(ok);
