@@ -20,21 +20,6 @@
 #include "clone.h"
 #include "error.h"
 
-/* The base's block names, "pc.ram, vga.ram", for a message. */
-static void base_names(const struct mrs_image_meta *m, char *buf, size_t len)
-{
-	size_t at = 0;
-
-	buf[0] = '\0';
-	for (uint32_t j = 0; j < m->sb.block_count && at < len; j++) {
-		int w = snprintf(buf + at, len - at, "%s%s", j ? ", " : "", m->blocks[j].name);
-
-		if (w < 0)
-			break;
-		at += (size_t)w;
-	}
-}
-
 /* One source against the base block of its name: found, same size, same page size. */
 static int match_block(struct mrs_base *b, const struct mrs_ram_map *src, uint32_t i,
 		       struct mrs_error *err)
@@ -47,7 +32,7 @@ static int match_block(struct mrs_base *b, const struct mrs_ram_map *src, uint32
 	while (j < m->sb.block_count && strcmp(m->blocks[j].name, src->name))
 		j++;
 	if (j == m->sb.block_count) {
-		base_names(m, names, sizeof(names));
+		mrs_meta_block_names(m, names, sizeof(names));
 		return mrs_err(err, -MRS_EUSAGE, "the base '%s' has no block '%s' (it has: %s)",
 			       b->path, src->name, names);
 	}

@@ -36,21 +36,6 @@ struct restore {
 	bool ram_done; /* every target was loaded and flushed */
 };
 
-/* The block names of the image, "pc.ram, vga.ram", for a message. */
-static void list_names(const struct mrs_image_meta *m, char *buf, size_t len)
-{
-	size_t at = 0;
-
-	buf[0] = '\0';
-	for (uint32_t b = 0; b < m->sb.block_count && at < len; b++) {
-		int n = snprintf(buf + at, len - at, "%s%s", b ? ", " : "", m->blocks[b].name);
-
-		if (n < 0)
-			break;
-		at += (size_t)n;
-	}
-}
-
 /*
  * A recorded path the restore can take by itself: none (a memfd's snapshot
  * records none), or a descriptor of a process (/proc/PID/fd/N, recorded by
@@ -97,7 +82,7 @@ static int resolve_targets(struct restore *r, const struct mrs_ram *t, unsigned 
 		if (b == n) {
 			char names[512];
 
-			list_names(m, names, sizeof(names));
+			mrs_meta_block_names(m, names, sizeof(names));
 			return mrs_err(err, -MRS_EUSAGE,
 				       "the image has no block named '%s' (it has: %s)", t[i].name,
 				       names);

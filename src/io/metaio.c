@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -386,4 +387,18 @@ int mrs_meta_read(int fd, unsigned flags, struct mrs_image_meta *meta, struct mr
 fail:
 	mrs_meta_free(meta);
 	return ret;
+}
+
+void mrs_meta_block_names(const struct mrs_image_meta *m, char *buf, size_t len)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	for (uint32_t b = 0; b < m->sb.block_count && at < len; b++) {
+		int n = snprintf(buf + at, len - at, "%s%s", b ? ", " : "", m->blocks[b].name);
+
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
 }

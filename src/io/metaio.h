@@ -24,6 +24,9 @@ struct mrs_image_meta {
 	struct mrs_stream_info stream;
 };
 
+/* The image's block names, "pc.ram, vga.ram", for a message (cut to len). */
+void mrs_meta_block_names(const struct mrs_image_meta *m, char *buf, size_t len);
+
 /* For mrs_meta_read(). */
 #define MRS_META_INCOMPLETE_OK 0x1u /* describe an unfinished image instead of refusing it */
 /* Check bitmaps and checksum tables but keep neither: memory stays small for any image. */
