@@ -23,7 +23,7 @@ struct mrs_tmpimage {
  * snapshots left next to it, then create ours: 0600, locked.
  */
 int mrs_tmpimage_create(struct mrs_tmpimage *f, const char *path, bool force,
-			 struct mrs_error *err);
+			struct mrs_error *err);
 
 /*
  * Move the finished image into place (refusing to replace a file that
@@ -31,8 +31,7 @@ int mrs_tmpimage_create(struct mrs_tmpimage *f, const char *path, bool force,
  * durable by syncing the directory. If only that sync fails, the image is
  * in place: published is set, and the message says so.
  */
-int mrs_tmpimage_publish(struct mrs_tmpimage *f, bool force, bool no_fsync,
-			  struct mrs_error *err);
+int mrs_tmpimage_publish(struct mrs_tmpimage *f, bool force, bool no_fsync, struct mrs_error *err);
 
 /* Close, and remove the temporary file if it was not published. */
 void mrs_tmpimage_discard(struct mrs_tmpimage *f);

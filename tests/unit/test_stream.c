@@ -474,20 +474,13 @@ static void test_writer_cap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_eos_anywhere),
-	    cmocka_unit_test(test_unknown_flag_bits),
-	    cmocka_unit_test(test_reserved_kinds),
-	    cmocka_unit_test(test_bad_length),
-	    cmocka_unit_test(test_device_round_trip),
-	    cmocka_unit_test(test_device_placement),
-	    cmocka_unit_test(test_device_fields),
-	    cmocka_unit_test(test_length_past_end),
-	    cmocka_unit_test(test_bad_checksum),
-	    cmocka_unit_test(test_record_after_end),
-	    cmocka_unit_test(test_missing_end),
-	    cmocka_unit_test(test_end_checks),
-	    cmocka_unit_test(test_round_order_and_flags),
+	    cmocka_unit_test(test_round_trip),	      cmocka_unit_test(test_eos_anywhere),
+	    cmocka_unit_test(test_unknown_flag_bits), cmocka_unit_test(test_reserved_kinds),
+	    cmocka_unit_test(test_bad_length),	      cmocka_unit_test(test_device_round_trip),
+	    cmocka_unit_test(test_device_placement),  cmocka_unit_test(test_device_fields),
+	    cmocka_unit_test(test_length_past_end),   cmocka_unit_test(test_bad_checksum),
+	    cmocka_unit_test(test_record_after_end),  cmocka_unit_test(test_missing_end),
+	    cmocka_unit_test(test_end_checks),	      cmocka_unit_test(test_round_order_and_flags),
 	    cmocka_unit_test(test_writer_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
