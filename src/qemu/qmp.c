@@ -28,6 +28,8 @@
 
 #define READ_CHUNK 65536
 #define QUOTE_MAX  48 /* bytes of a bad line quoted in its error */
+/* How often a connect to a full listen queue is tried again. */
+#define CONNECT_RETRY_MS 10
 
 struct mrs_qmp {
 	int fd;
@@ -551,6 +553,42 @@ static int connect_failed(const char *path, int code, struct mrs_error *err)
 	return mrs_err_errno(err, code, "cannot connect to QMP socket '%s'", path);
 }
 
+/*
+ * Connect the non-blocking fd to sa by deadline: 0, -ETIMEDOUT or -errno.
+ * QEMU accepts one QMP client at a time; while another holds it, new
+ * connections wait in the listen queue, and once that is full a blocking
+ * connect() would wait for as long as the other client stays. A unix
+ * socket's non-blocking connect() does not go in progress then: it fails
+ * with EAGAIN at once, and poll() on the unconnected socket says nothing
+ * about room in the queue, so the connect is retried after short sleeps
+ * (poll() with no descriptor) until the deadline.
+ */
+static int connect_within(int fd, const struct sockaddr_un *sa, int64_t deadline)
+{
+	for (;;) {
+		int64_t left;
+		int rc = 0;
+		socklen_t len = sizeof(rc);
+
+		if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == EINPROGRESS) { /* not for unix sockets today; cheap to honour */
+			rc = wait_ready(fd, POLLOUT, deadline);
+			if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &len) < 0)
+				rc = errno;
+			return rc > 0 ? -rc : rc;
+		}
+		if (errno != EAGAIN)
+			return -errno;
+		left = deadline - now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		poll(NULL, 0, left < CONNECT_RETRY_MS ? (int)left : CONNECT_RETRY_MS);
+	}
+}
+
 int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    struct mrs_error *err)
 {
@@ -564,11 +602,19 @@ int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    "QMP socket path '%s' is longer than a unix socket allows (%zu bytes)", path,
 		    sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return mrs_err_errno(err, -errno, "cannot create a unix socket for QMP");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = connect_failed(path, -errno, err);
+	rc = connect_within(fd, &sa, now_ms() + (timeout_ms ? timeout_ms : MRS_QMP_TIMEOUT_MS));
+	if (rc == -ETIMEDOUT)
+		rc =
+		    mrs_err(err, rc,
+			    "QMP socket '%s' took no connection within %u ms (its queue is full: "
+			    "QEMU serves one QMP client at a time, and another client may hold it)",
+			    path, timeout_ms ? timeout_ms : MRS_QMP_TIMEOUT_MS);
+	else if (rc)
+		rc = connect_failed(path, rc, err);
+	if (rc) {
 		close(fd);
 		return rc;
 	}

@@ -39,8 +39,10 @@ struct mrs_qmp;
 
 /*
  * Connect to the unix socket at path, read the greeting, and negotiate
- * capabilities (qmp_capabilities). timeout_ms: for each step and, after,
- * each command; 0: MRS_QMP_TIMEOUT_MS.
+ * capabilities (qmp_capabilities). timeout_ms: for each step (the connect
+ * too: -ETIMEDOUT while QEMU's listen queue stays full, another client
+ * holding its one QMP connection) and, after, each command; 0:
+ * MRS_QMP_TIMEOUT_MS.
  */
 int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    struct mrs_error *err);

@@ -481,6 +481,55 @@ static void test_connect_refused(void **state)
 	mrs_test_tmpdir_remove(dir);
 }
 
+/*
+ * Catches a blocking connect(): with QEMU's one QMP client elsewhere and
+ * its listen queue full, connect() would wait for as long as that client
+ * stays (here: forever). It must give up at the connection's timeout,
+ * naming the socket and the likely cause. A watchdog (SIGALRM ends the
+ * process) makes a hang fail the test instead of stalling the suite; its
+ * bound is no timing threshold. Seen failing (SIGALRM) with the blocking
+ * connect() put back.
+ */
+#define WATCHDOG_SECONDS 120
+static void test_connect_queue_full(void **state)
+{
+	char *dir = mrs_test_tmpdir(), *sock;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct mrs_error err = {0};
+	struct mrs_qmp *q;
+	int lfd, held[8];
+	unsigned n = 0;
+
+	(void)state;
+	assert_true(asprintf(&sock, "%s/busy.sock", dir) > 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	/* Fill the queue with connections never accepted, until one is refused for room. */
+	for (;;) {
+		assert_true(n < ARRAY_SIZE(held));
+		held[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(held[n], (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			assert_int_equal(errno, EAGAIN);
+			close(held[n]);
+			break;
+		}
+		n++;
+	}
+	alarm(WATCHDOG_SECONDS);
+	assert_int_equal(mrs_qmp_connect(&q, sock, SHORT_MS, &err), -ETIMEDOUT);
+	alarm(0);
+	assert_null(q);
+	assert_msg_has(&err, sock);
+	assert_msg_has(&err, "one QMP client at a time");
+	while (n)
+		close(held[--n]);
+	close(lfd);
+	free(sock);
+	mrs_test_tmpdir_remove(dir);
+}
+
 /* Catches a greeting that never comes making connect wait forever. */
 static void test_no_greeting(void **state)
 {
@@ -668,6 +717,7 @@ int main(void)
 	    cmocka_unit_test(test_peer_pid_and_path),
 	    cmocka_unit_test(test_no_greeting),
 	    cmocka_unit_test(test_connect_refused),
+	    cmocka_unit_test(test_connect_queue_full),
 	    cmocka_unit_test(test_fake_reports_mismatch),
 	    cmocka_unit_test_teardown(test_real_qemu, kill_real_qemu),
 	};
