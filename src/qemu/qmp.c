@@ -39,8 +39,11 @@ struct mrs_qmp {
 	char *package;
 	char *buf; /* bytes received and not yet taken as messages */
 	size_t len, cap;
-	json_t *events[MRS_QMP_EVENT_QUEUE]; /* a ring, oldest at head */
+	json_t *events[MRS_QMP_EVENT_QUEUE];  /* a ring, oldest at head */
+	size_t ev_bytes[MRS_QMP_EVENT_QUEUE]; /* the length of each one's line */
+	size_t ev_total;		      /* their sum */
 	unsigned ev_head, ev_count;
+	size_t line_len; /* of the message take_line() gave last */
 	json_int_t next_id;
 	struct mrs_error broken; /* code != 0: unusable, and why */
 };
@@ -151,6 +154,7 @@ static int take_line(struct mrs_qmp *q, json_t **msg, const char *during, struct
 		memmove(q->buf, nl + 1, q->len);
 		if (j) {
 			*msg = j;
+			q->line_len = n;
 			return 1;
 		}
 	}
@@ -223,18 +227,6 @@ static int read_message(struct mrs_qmp *q, int64_t deadline, json_t **msg, const
 	}
 }
 
-static void queue_event(struct mrs_qmp *q, json_t *ev)
-{
-	if (q->ev_count == MRS_QMP_EVENT_QUEUE) {
-		/* Full: the oldest goes, so a chatty guest cannot grow memory. */
-		json_decref(q->events[q->ev_head]);
-		q->ev_head = (q->ev_head + 1) % MRS_QMP_EVENT_QUEUE;
-		q->ev_count--;
-	}
-	q->events[(q->ev_head + q->ev_count) % MRS_QMP_EVENT_QUEUE] = ev;
-	q->ev_count++;
-}
-
 static json_t *dequeue_event(struct mrs_qmp *q)
 {
 	json_t *ev;
@@ -242,9 +234,30 @@ static json_t *dequeue_event(struct mrs_qmp *q)
 	if (!q->ev_count)
 		return NULL;
 	ev = q->events[q->ev_head];
+	q->ev_total -= q->ev_bytes[q->ev_head];
 	q->ev_head = (q->ev_head + 1) % MRS_QMP_EVENT_QUEUE;
 	q->ev_count--;
 	return ev;
+}
+
+/*
+ * Queue ev, bytes long on the wire. The oldest go while the queue holds too
+ * many events or too many bytes, so a chatty or hostile peer cannot grow
+ * memory (64 events of 16 MiB each would be 1 GiB); the newest stays even
+ * if it alone is over MRS_QMP_EVENT_BYTES (it is within MRS_QMP_MAX_MESSAGE).
+ */
+static void queue_event(struct mrs_qmp *q, json_t *ev, size_t bytes)
+{
+	unsigned tail;
+
+	while (q->ev_count &&
+	       (q->ev_count == MRS_QMP_EVENT_QUEUE || q->ev_total + bytes > MRS_QMP_EVENT_BYTES))
+		json_decref(dequeue_event(q));
+	tail = (q->ev_head + q->ev_count) % MRS_QMP_EVENT_QUEUE;
+	q->events[tail] = ev;
+	q->ev_bytes[tail] = bytes;
+	q->ev_total += bytes;
+	q->ev_count++;
 }
 
 static bool is_event(json_t *msg)
@@ -365,7 +378,7 @@ static int await_reply(struct mrs_qmp *q, const char *cmd, json_int_t id, int64_
 		if (rc)
 			return mark_broken(q, err, rc);
 		if (is_event(msg)) {
-			queue_event(q, msg);
+			queue_event(q, msg, q->line_len);
 			continue;
 		}
 		value = json_object_get(msg, "return");

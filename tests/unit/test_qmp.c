@@ -340,6 +340,50 @@ static void test_event_queue_bound(void **state)
 	free(events);
 }
 
+/* n events E0..E(n-1), one a line, each padded to just under a third of MRS_QMP_EVENT_BYTES. */
+static char *large_events(unsigned n)
+{
+	size_t pad = MRS_QMP_EVENT_BYTES / 3 - 64, line = pad + 64, at = 0;
+	char *s = malloc(n * line + 1);
+
+	assert_non_null(s);
+	for (unsigned i = 0; i < n; i++) {
+		at += (size_t)sprintf(s + at, "{\"event\": \"E%u\", \"data\": {\"pad\": \"", i);
+		memset(s + at, 'x', pad);
+		at += pad;
+		at += (size_t)sprintf(s + at, "\"}}\n");
+		assert_true(at <= (i + 1) * line);
+	}
+	return s;
+}
+
+/*
+ * Catches an event queue bounded by count alone: 64 events of up to 16 MiB
+ * each would hold 1 GiB. Six events of a third of MRS_QMP_EVENT_BYTES each
+ * come during a command: the queue must keep the newest three, E3..E5 (E5
+ * and E3 found, each after its own command's events), and drop E0..E2 (E2
+ * not found). Seen failing (E2 found) with the byte bound taken out.
+ */
+static void test_event_queue_bytes(void **state)
+{
+	char *events = large_events(6);
+	struct fake_qmp_step steps[3] = {{.cmd = "stop", .events = events},
+					 {.cmd = "stop", .events = events},
+					 {.cmd = "stop", .events = events}};
+	struct conn c;
+
+	(void)state;
+	open_pair(&c, steps, 3, 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E5", SHORT_MS, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E3", SHORT_MS, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E2", SHORT_MS, NULL, &c.err), -ETIMEDOUT);
+	close_pair(&c);
+	free(events);
+}
+
 /* Catches wait_event that does not read the socket, and one that gives up on an event other
  * than the one awaited (MIGRATION passes by first). */
 static void test_event_after_reply(void **state)
@@ -710,6 +754,7 @@ int main(void)
 	    cmocka_unit_test(test_oversized_line),
 	    cmocka_unit_test(test_events_queued),
 	    cmocka_unit_test(test_event_queue_bound),
+	    cmocka_unit_test(test_event_queue_bytes),
 	    cmocka_unit_test(test_event_after_reply),
 	    cmocka_unit_test(test_split_message),
 	    cmocka_unit_test(test_getfd),
