@@ -25,12 +25,15 @@
 static int qom_get(struct mrs_qemu *q, const char *id, const char *prop, json_t **val,
 		   struct mrs_error *err)
 {
-	char path[128];
+	char *path;
 	json_t *args;
 	int ret;
 
-	snprintf(path, sizeof(path), "/objects/%s", id);
+	/* Sized from the id: QEMU sets no bound on it, and a cut path would name another object. */
+	if (asprintf(&path, "/objects/%s", id) < 0)
+		return mrs_err(err, -ENOMEM, "memory backend '%s': out of memory", id);
 	args = json_pack("{s:s,s:s}", "path", path, "property", prop);
+	free(path);
 	if (!args)
 		return mrs_err(err, -ENOMEM, "out of memory");
 	ret = mrs_qemu_cmd(q, "qom-get", args, val, err);

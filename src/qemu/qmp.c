@@ -28,6 +28,8 @@
 
 #define READ_CHUNK 65536
 #define QUOTE_MAX  48 /* bytes of a bad line quoted in its error */
+/* How often a connect to a full listen queue is tried again. */
+#define CONNECT_RETRY_MS 10
 
 struct mrs_qmp {
 	int fd;
@@ -37,8 +39,11 @@ struct mrs_qmp {
 	char *package;
 	char *buf; /* bytes received and not yet taken as messages */
 	size_t len, cap;
-	json_t *events[MRS_QMP_EVENT_QUEUE]; /* a ring, oldest at head */
+	json_t *events[MRS_QMP_EVENT_QUEUE];  /* a ring, oldest at head */
+	size_t ev_bytes[MRS_QMP_EVENT_QUEUE]; /* the length of each one's line */
+	size_t ev_total;		      /* their sum */
 	unsigned ev_head, ev_count;
+	size_t line_len; /* of the message take_line() gave last */
 	json_int_t next_id;
 	struct mrs_error broken; /* code != 0: unusable, and why */
 };
@@ -149,6 +154,7 @@ static int take_line(struct mrs_qmp *q, json_t **msg, const char *during, struct
 		memmove(q->buf, nl + 1, q->len);
 		if (j) {
 			*msg = j;
+			q->line_len = n;
 			return 1;
 		}
 	}
@@ -221,18 +227,6 @@ static int read_message(struct mrs_qmp *q, int64_t deadline, json_t **msg, const
 	}
 }
 
-static void queue_event(struct mrs_qmp *q, json_t *ev)
-{
-	if (q->ev_count == MRS_QMP_EVENT_QUEUE) {
-		/* Full: the oldest goes, so a chatty guest cannot grow memory. */
-		json_decref(q->events[q->ev_head]);
-		q->ev_head = (q->ev_head + 1) % MRS_QMP_EVENT_QUEUE;
-		q->ev_count--;
-	}
-	q->events[(q->ev_head + q->ev_count) % MRS_QMP_EVENT_QUEUE] = ev;
-	q->ev_count++;
-}
-
 static json_t *dequeue_event(struct mrs_qmp *q)
 {
 	json_t *ev;
@@ -240,9 +234,30 @@ static json_t *dequeue_event(struct mrs_qmp *q)
 	if (!q->ev_count)
 		return NULL;
 	ev = q->events[q->ev_head];
+	q->ev_total -= q->ev_bytes[q->ev_head];
 	q->ev_head = (q->ev_head + 1) % MRS_QMP_EVENT_QUEUE;
 	q->ev_count--;
 	return ev;
+}
+
+/*
+ * Queue ev, bytes long on the wire. The oldest go while the queue holds too
+ * many events or too many bytes, so a chatty or hostile peer cannot grow
+ * memory (64 events of 16 MiB each would be 1 GiB); the newest stays even
+ * if it alone is over MRS_QMP_EVENT_BYTES (it is within MRS_QMP_MAX_MESSAGE).
+ */
+static void queue_event(struct mrs_qmp *q, json_t *ev, size_t bytes)
+{
+	unsigned tail;
+
+	while (q->ev_count &&
+	       (q->ev_count == MRS_QMP_EVENT_QUEUE || q->ev_total + bytes > MRS_QMP_EVENT_BYTES))
+		json_decref(dequeue_event(q));
+	tail = (q->ev_head + q->ev_count) % MRS_QMP_EVENT_QUEUE;
+	q->events[tail] = ev;
+	q->ev_bytes[tail] = bytes;
+	q->ev_total += bytes;
+	q->ev_count++;
 }
 
 static bool is_event(json_t *msg)
@@ -363,7 +378,7 @@ static int await_reply(struct mrs_qmp *q, const char *cmd, json_int_t id, int64_
 		if (rc)
 			return mark_broken(q, err, rc);
 		if (is_event(msg)) {
-			queue_event(q, msg);
+			queue_event(q, msg, q->line_len);
 			continue;
 		}
 		value = json_object_get(msg, "return");
@@ -551,6 +566,42 @@ static int connect_failed(const char *path, int code, struct mrs_error *err)
 	return mrs_err_errno(err, code, "cannot connect to QMP socket '%s'", path);
 }
 
+/*
+ * Connect the non-blocking fd to sa by deadline: 0, -ETIMEDOUT or -errno.
+ * QEMU accepts one QMP client at a time; while another holds it, new
+ * connections wait in the listen queue, and once that is full a blocking
+ * connect() would wait for as long as the other client stays. A unix
+ * socket's non-blocking connect() does not go in progress then: it fails
+ * with EAGAIN at once, and poll() on the unconnected socket says nothing
+ * about room in the queue, so the connect is retried after short sleeps
+ * (poll() with no descriptor) until the deadline.
+ */
+static int connect_within(int fd, const struct sockaddr_un *sa, int64_t deadline)
+{
+	for (;;) {
+		int64_t left;
+		int rc = 0;
+		socklen_t len = sizeof(rc);
+
+		if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == EINPROGRESS) { /* not for unix sockets today; cheap to honour */
+			rc = wait_ready(fd, POLLOUT, deadline);
+			if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &rc, &len) < 0)
+				rc = errno;
+			return rc > 0 ? -rc : rc;
+		}
+		if (errno != EAGAIN)
+			return -errno;
+		left = deadline - now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		poll(NULL, 0, left < CONNECT_RETRY_MS ? (int)left : CONNECT_RETRY_MS);
+	}
+}
+
 int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    struct mrs_error *err)
 {
@@ -564,11 +615,19 @@ int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    "QMP socket path '%s' is longer than a unix socket allows (%zu bytes)", path,
 		    sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return mrs_err_errno(err, -errno, "cannot create a unix socket for QMP");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = connect_failed(path, -errno, err);
+	rc = connect_within(fd, &sa, now_ms() + (timeout_ms ? timeout_ms : MRS_QMP_TIMEOUT_MS));
+	if (rc == -ETIMEDOUT)
+		rc =
+		    mrs_err(err, rc,
+			    "QMP socket '%s' took no connection within %u ms (its queue is full: "
+			    "QEMU serves one QMP client at a time, and another client may hold it)",
+			    path, timeout_ms ? timeout_ms : MRS_QMP_TIMEOUT_MS);
+	else if (rc)
+		rc = connect_failed(path, rc, err);
+	if (rc) {
 		close(fd);
 		return rc;
 	}

@@ -34,13 +34,19 @@ struct mrs_qmp;
 #define MRS_QMP_TIMEOUT_MS 10000 /* default for every command */
 /* The longest line (one JSON message) taken from QEMU; more is -EPROTO. */
 #define MRS_QMP_MAX_MESSAGE (16u << 20)
-/* Events queued while a command waits; beyond this, the oldest is dropped. */
+/*
+ * Events queued while a command waits, and the bytes of their lines; beyond
+ * either, the oldest are dropped (the newest is kept whatever its size).
+ */
 #define MRS_QMP_EVENT_QUEUE 64
+#define MRS_QMP_EVENT_BYTES (1u << 20)
 
 /*
  * Connect to the unix socket at path, read the greeting, and negotiate
- * capabilities (qmp_capabilities). timeout_ms: for each step and, after,
- * each command; 0: MRS_QMP_TIMEOUT_MS.
+ * capabilities (qmp_capabilities). timeout_ms: for each step (the connect
+ * too: -ETIMEDOUT while QEMU's listen queue stays full, another client
+ * holding its one QMP connection) and, after, each command; 0:
+ * MRS_QMP_TIMEOUT_MS.
  */
 int mrs_qmp_connect(struct mrs_qmp **out, const char *path, unsigned timeout_ms,
 		    struct mrs_error *err);

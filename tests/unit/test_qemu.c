@@ -354,6 +354,49 @@ static void test_relative_mem_path(void **state)
 	env_free(&e);
 }
 
+/*
+ * Catches a backend id cut short in the qom-get path (once a fixed 128-byte
+ * buffer): QEMU sets no bound on an id, and a cut path names another object
+ * (or none). A 200-byte id must reach QEMU whole; as a block name it is too
+ * long, which must then be said naming it. Seen failing (the path cut at
+ * 127 bytes) with the 128-byte buffer put back.
+ */
+static void test_long_backend_id(void **state)
+{
+	char id[201], *list, *want;
+	struct env e;
+	const struct mrs_ram *ram;
+	unsigned n;
+
+	(void)state;
+	memset(id, 'b', sizeof(id) - 1);
+	id[sizeof(id) - 1] = '\0';
+	assert_int_not_equal(
+	    asprintf(&list, "[{\"name\": \"%s\", \"type\": \"child<memory-backend-file>\"}]", id),
+	    -1);
+	assert_int_not_equal(
+	    asprintf(&want, "{\"path\":\"/objects/%s\",\"property\":\"type\"}", id), -1);
+	{
+		const struct fake_qmp_step steps[] = {
+		    MACHINE_STEP,
+		    {.cmd = "qom-list", .ret = list},
+		    {.cmd = "qom-get", .ret = "\"memory-backend-file\""},
+		    {.cmd = "qom-get", .ret = "1048576"},
+		    {.cmd = "qom-get", .ret = "true"},
+		    {.cmd = "qom-get", .ret = "\"/dev/shm/guest.ram\""},
+		};
+
+		env_start(&e, steps, ARRAY_SIZE(steps), 0);
+		assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), -MRS_EUSAGE);
+		assert_msg_has(&e.err, id);
+		assert_string_equal(fake_qmp_args(e.f, 3), want);
+		env_end(&e);
+		env_free(&e);
+	}
+	free(list);
+	free(want);
+}
+
 /* The backends of a script: one of type and share given, 1 MiB, and a mem-path if a file. */
 static void refused_backend(const char *type, const char *share, const char *needle)
 {
@@ -1220,6 +1263,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_backends_file_and_memfd),
+	    cmocka_unit_test(test_long_backend_id),
 	    cmocka_unit_test(test_relative_mem_path),
 	    cmocka_unit_test(test_backend_not_shared),
 	    cmocka_unit_test(test_memfd_ambiguous),

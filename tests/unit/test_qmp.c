@@ -340,6 +340,50 @@ static void test_event_queue_bound(void **state)
 	free(events);
 }
 
+/* n events E0..E(n-1), one a line, each padded to just under a third of MRS_QMP_EVENT_BYTES. */
+static char *large_events(unsigned n)
+{
+	size_t pad = MRS_QMP_EVENT_BYTES / 3 - 64, line = pad + 64, at = 0;
+	char *s = malloc(n * line + 1);
+
+	assert_non_null(s);
+	for (unsigned i = 0; i < n; i++) {
+		at += (size_t)sprintf(s + at, "{\"event\": \"E%u\", \"data\": {\"pad\": \"", i);
+		memset(s + at, 'x', pad);
+		at += pad;
+		at += (size_t)sprintf(s + at, "\"}}\n");
+		assert_true(at <= (i + 1) * line);
+	}
+	return s;
+}
+
+/*
+ * Catches an event queue bounded by count alone: 64 events of up to 16 MiB
+ * each would hold 1 GiB. Six events of a third of MRS_QMP_EVENT_BYTES each
+ * come during a command: the queue must keep the newest three, E3..E5 (E5
+ * and E3 found, each after its own command's events), and drop E0..E2 (E2
+ * not found). Seen failing (E2 found) with the byte bound taken out.
+ */
+static void test_event_queue_bytes(void **state)
+{
+	char *events = large_events(6);
+	struct fake_qmp_step steps[3] = {{.cmd = "stop", .events = events},
+					 {.cmd = "stop", .events = events},
+					 {.cmd = "stop", .events = events}};
+	struct conn c;
+
+	(void)state;
+	open_pair(&c, steps, 3, 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E5", SHORT_MS, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E3", SHORT_MS, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_cmd(c.q, "stop", NULL, NULL, &c.err), 0);
+	assert_int_equal(mrs_qmp_wait_event(c.q, "E2", SHORT_MS, NULL, &c.err), -ETIMEDOUT);
+	close_pair(&c);
+	free(events);
+}
+
 /* Catches wait_event that does not read the socket, and one that gives up on an event other
  * than the one awaited (MIGRATION passes by first). */
 static void test_event_after_reply(void **state)
@@ -477,6 +521,55 @@ static void test_connect_refused(void **state)
 	assert_null(strstr(strstr(err.msg, sock) + 1, sock)); /* the path once */
 	close(fd);
 	free(file);
+	free(sock);
+	mrs_test_tmpdir_remove(dir);
+}
+
+/*
+ * Catches a blocking connect(): with QEMU's one QMP client elsewhere and
+ * its listen queue full, connect() would wait for as long as that client
+ * stays (here: forever). It must give up at the connection's timeout,
+ * naming the socket and the likely cause. A watchdog (SIGALRM ends the
+ * process) makes a hang fail the test instead of stalling the suite; its
+ * bound is no timing threshold. Seen failing (SIGALRM) with the blocking
+ * connect() put back.
+ */
+#define WATCHDOG_SECONDS 120
+static void test_connect_queue_full(void **state)
+{
+	char *dir = mrs_test_tmpdir(), *sock;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct mrs_error err = {0};
+	struct mrs_qmp *q;
+	int lfd, held[8];
+	unsigned n = 0;
+
+	(void)state;
+	assert_true(asprintf(&sock, "%s/busy.sock", dir) > 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	/* Fill the queue with connections never accepted, until one is refused for room. */
+	for (;;) {
+		assert_true(n < ARRAY_SIZE(held));
+		held[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(held[n], (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			assert_int_equal(errno, EAGAIN);
+			close(held[n]);
+			break;
+		}
+		n++;
+	}
+	alarm(WATCHDOG_SECONDS);
+	assert_int_equal(mrs_qmp_connect(&q, sock, SHORT_MS, &err), -ETIMEDOUT);
+	alarm(0);
+	assert_null(q);
+	assert_msg_has(&err, sock);
+	assert_msg_has(&err, "one QMP client at a time");
+	while (n)
+		close(held[--n]);
+	close(lfd);
 	free(sock);
 	mrs_test_tmpdir_remove(dir);
 }
@@ -661,6 +754,7 @@ int main(void)
 	    cmocka_unit_test(test_oversized_line),
 	    cmocka_unit_test(test_events_queued),
 	    cmocka_unit_test(test_event_queue_bound),
+	    cmocka_unit_test(test_event_queue_bytes),
 	    cmocka_unit_test(test_event_after_reply),
 	    cmocka_unit_test(test_split_message),
 	    cmocka_unit_test(test_getfd),
@@ -668,6 +762,7 @@ int main(void)
 	    cmocka_unit_test(test_peer_pid_and_path),
 	    cmocka_unit_test(test_no_greeting),
 	    cmocka_unit_test(test_connect_refused),
+	    cmocka_unit_test(test_connect_queue_full),
 	    cmocka_unit_test(test_fake_reports_mismatch),
 	    cmocka_unit_test_teardown(test_real_qemu, kill_real_qemu),
 	};
