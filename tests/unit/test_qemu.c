@@ -674,6 +674,58 @@ static void test_load_failed(void **state)
 	free(list);
 }
 
+/*
+ * QEMU exits while the device state is sent (a device it does not know:
+ * it stops reading, says why on its standard error, and exits). The engine
+ * asks the sink's finish then, with the bytes sent so far; the sink must
+ * say that QEMU exited and where its reason is, which the restore's message
+ * leads with. Catches a finish that reports a QMP connection gone as a
+ * bare "connection reset" (or waits for a MIGRATION event that never comes).
+ */
+static void test_qemu_exits_during_load(void **state)
+{
+	static const char *const kinds[] = {"pc.ram:memory-backend-file",
+					    "extra:memory-backend-file"};
+	static const char *const good[] = {"pc.ram:1048576", "extra:1048576"};
+	char *list = qom_list(kinds, 2);
+	const struct fake_qmp_step steps[] = {
+	    MACHINE_STEP,
+	    TWO_FILE_BACKENDS(list),
+	    {.cmd = "query-status", .ret = INMIGRATE},
+	    CAPS_QUERY,
+	    CAPS_STEP,
+	    {.cmd = "getfd"},
+	    {.cmd = "migrate-incoming",
+	     .events_after = "{\"event\": \"MIGRATION\", \"data\": {\"status\": \"active\"}}"},
+	};
+	struct mrs_image_info *ok = fake_image(good, 2, true, "pc-i440fx-7.2");
+	struct mrs_devstate_sink sink;
+	const struct mrs_ram *ram;
+	unsigned n;
+	struct mapped mapped;
+	struct env e;
+	int sv[2];
+
+	(void)state;
+	env_start(&e, steps, ARRAY_SIZE(steps), 0);
+	assert_int_equal(mrs_qemu_ram(e.q, NULL, 0, &ram, &n, &e.err), 0);
+	map_blocks(&mapped, e.dir, ram, n);
+	assert_int_equal(mrs_qemu_incoming(e.q, ok, mapped.ram, n, &sink, &e.err), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(sink.start(sink.ctx, sv[1], &e.err), 0);
+	close(sv[1]);
+	fake_qmp_free(e.f); /* QEMU exits: its QMP socket closes */
+	assert_int_equal(sink.finish(sink.ctx, 4096, &e.err), -ECONNRESET);
+	assert_msg_has(&e.err, "QEMU exited (it closed its QMP connection) while loading the "
+			       "device state; its reason is on QEMU's standard error");
+	mrs_qemu_close(e.q);
+	unmap_blocks(&mapped);
+	mrs_test_tmpdir_remove(e.dir);
+	close(sv[0]);
+	free_image(ok);
+	free(list);
+}
+
 /* freeze and thaw of a QEMU freezer, by hand (what mrs_save does). */
 static int freeze_thaw(struct env *e, struct mrs_freezer **f)
 {
@@ -1230,6 +1282,7 @@ int main(void)
 	    cmocka_unit_test(test_backend_not_machine_ram),
 	    cmocka_unit_test(test_source_inmigrate),
 	    cmocka_unit_test(test_load_failed),
+	    cmocka_unit_test(test_qemu_exits_during_load),
 	    cmocka_unit_test(test_ram_must_be_mapped),
 	    cmocka_unit_test(test_capabilities_already_on),
 	    cmocka_unit_test(test_close_mid_command),
