@@ -282,8 +282,12 @@ struct mrs_devstate_sink {
 	int (*start)(void *ctx, int fd, struct mrs_error *err);
 	/*
 	 * Wait until the VMM says whether it loaded the state; 0 only if it
-	 * did. Not called when sending failed (the VMM stopped reading: -EPIPE;
-	 * cancelled; timed out).
+	 * did. Also called when the VMM stopped reading before the end, with
+	 * the bytes it was sent (fewer than the region holds): then its error
+	 * message, if it has one ("QEMU exited while loading ..."), leads the
+	 * restore's, whose code stays -EPIPE, and a 0 does not make the
+	 * restore succeed. Not called when sending failed otherwise
+	 * (cancelled, timed out, the image changed).
 	 */
 	int (*finish)(void *ctx, uint64_t bytes, struct mrs_error *err);
 	void *ctx;

@@ -24,9 +24,20 @@ enum {
 	EXIT_NOT_DURABLE = 4,
 };
 
-/* "mrsnap: ..." on stderr. */
+/*
+ * text as it can be shown on a terminal, in buf: C0 and C1 controls (ESC,
+ * CR, ...) and bytes that are not UTF-8 become \xNN, so that strings from an
+ * image (producer, machine, block names and paths) or from QEMU cannot drive
+ * the terminal. Cut to fit len; buf is returned. CLI_VISIBLE(n) holds the
+ * shown form of a string of n bytes in full.
+ */
+#define CLI_VISIBLE(n) (4 * (n) + 1)
+const char *cli_visible(char *buf, size_t len, const char *text);
+
+/* "mrsnap: ..." on stderr, its text shown with cli_visible(). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* A usage error: the message and a pointer to --help; returns EXIT_USAGE. */
+/* A usage error (shown with cli_visible()): the message and a pointer to --help; returns
+ * EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* After getopt returned '?' (and said why): point to --help; returns EXIT_USAGE. */
 int cli_bad_option(const char *cmd);

@@ -66,7 +66,8 @@ static void print_json(const struct mrs_image_info *in)
 /* The device-state region: what it is and where, or that there is none. */
 static void print_devstate(const struct mrs_devstate_info *d)
 {
-	char len[32];
+	char len[32], producer[CLI_VISIBLE(sizeof(d->producer))],
+	    machine[CLI_VISIBLE(sizeof(d->machine))];
 
 	if (!d->present) {
 		printf("device:     none (RAM only)\n");
@@ -74,9 +75,11 @@ static void print_devstate(const struct mrs_devstate_info *d)
 	}
 	cli_fmt_bytes(len, sizeof(len), d->length);
 	printf("device:     %s (%llu bytes) of device state from %s", len,
-	       (unsigned long long)d->length, d->producer[0] ? d->producer : "an unnamed VMM");
+	       (unsigned long long)d->length,
+	       d->producer[0] ? cli_visible(producer, sizeof(producer), d->producer)
+			      : "an unnamed VMM");
 	if (d->machine[0])
-		printf(", machine %s", d->machine);
+		printf(", machine %s", cli_visible(machine, sizeof(machine), d->machine));
 	printf("\n  region:   offset 0x%llx, checksum %016llx\n", (unsigned long long)d->offset,
 	       (unsigned long long)d->checksum);
 }
@@ -84,15 +87,17 @@ static void print_devstate(const struct mrs_devstate_info *d)
 static void print_text(const char *image, const struct mrs_image_info *in)
 {
 	char when[64], size[32], disk[32], bsize[32], psize[32];
+	/* Everything but the numbers comes from the image, made who knows where. */
+	char shown[CLI_VISIBLE(sizeof(in->blocks[0].path))];
 
 	fmt_time(when, sizeof(when), in->created_ns);
 	cli_fmt_bytes(size, sizeof(size), in->file_size);
 	cli_fmt_bytes(disk, sizeof(disk), in->disk_size);
-	printf("image:      %s\n", image);
+	printf("image:      %s\n", cli_visible(shown, sizeof(shown), image));
 	printf("format:     mrsnap image version %u\n", in->version);
 	printf("complete:   %s\n", in->complete ? "yes" : "NO (the snapshot did not finish)");
 	printf("live:       %s\n", in->live ? "yes" : "no");
-	printf("created:    %s by %s\n", when, in->tool_version);
+	printf("created:    %s by %s\n", when, cli_visible(shown, sizeof(shown), in->tool_version));
 	printf("size:       %s (%llu bytes), %s on disk\n", size, (unsigned long long)in->file_size,
 	       disk);
 	printf("rounds:     %u\n", in->nrounds);
@@ -101,12 +106,15 @@ static void print_text(const char *image, const struct mrs_image_info *in)
 
 		cli_fmt_bytes(bsize, sizeof(bsize), bi->size);
 		cli_fmt_bytes(psize, sizeof(psize), bi->page_size);
-		printf("block %s: %s, %llu pages of %s", bi->name, bsize,
+		printf("block %s: %s, %llu pages of %s",
+		       cli_visible(shown, sizeof(shown), bi->name), bsize,
 		       (unsigned long long)bi->page_count, psize);
 		if (in->complete)
 			printf(", %llu present, %llu zero", (unsigned long long)bi->pages_present,
 			       (unsigned long long)(bi->page_count - bi->pages_present));
-		printf("\n  source:   %s\n", bi->path[0] ? bi->path : "(none recorded: a memfd, or a path too long)");
+		printf("\n  source:   %s\n", bi->path[0]
+						 ? cli_visible(shown, sizeof(shown), bi->path)
+						 : "(none recorded: a memfd, or a path too long)");
 		printf("  offsets:  bitmap 0x%llx, checksums 0x%llx, pages 0x%llx\n",
 		       (unsigned long long)bi->bitmap_offset, (unsigned long long)bi->hashes_offset,
 		       (unsigned long long)bi->pages_offset);

@@ -78,11 +78,16 @@ struct args {
 /* One line on stderr: the image held more than RAM, and it was left out. */
 static void note_skipped(const char *image, const struct mrs_restore_report *r)
 {
+	char shown_image[CLI_VISIBLE(4096)], producer[CLI_VISIBLE(sizeof(r->devstate_producer))];
+
 	if (r->devstate_skipped)
 		fprintf(stderr,
 			"mrsnap restore: note: '%s' also holds device state from %s, which was "
 			"not loaded (restore --qmp loads it into QEMU)\n",
-			image, r->devstate_producer[0] ? r->devstate_producer : "an unnamed VMM");
+			cli_visible(shown_image, sizeof(shown_image), image),
+			r->devstate_producer[0]
+			    ? cli_visible(producer, sizeof(producer), r->devstate_producer)
+			    : "an unnamed VMM");
 }
 
 static void print_json(const struct args *a, const struct mrs_restore_report *r)
@@ -113,29 +118,34 @@ static void print_json(const struct args *a, const struct mrs_restore_report *r)
 static void print_report(const struct args *a, const struct mrs_restore_report *r)
 {
 	double s = cli_seconds(r->duration_ns);
-	char bytes[32], rate[32];
+	char bytes[32], rate[32], image[CLI_VISIBLE(4096)], name[CLI_VISIBLE(64)];
+	char path[CLI_VISIBLE(sizeof(r->blocks[0].path))];
 
 	if (a->c.json) {
 		print_json(a, r);
 		return;
 	}
 	cli_fmt_bytes(bytes, sizeof(bytes), r->bytes_read);
+	/* Names and paths may be the image's own: shown, never raw (cli_visible). */
+	cli_visible(image, sizeof(image), a->image);
 	cli_fmt_bytes(rate, sizeof(rate), s > 0 ? (uint64_t)((double)r->bytes_read / s) : 0);
 	if (r->cloned)
-		printf("%s: cloned %u block%s, %llu pages, none copied (%s), %.3f s\n", a->image,
+		printf("%s: cloned %u block%s, %llu pages, none copied (%s), %.3f s\n", image,
 		       r->nblocks, r->nblocks == 1 ? "" : "s", (unsigned long long)r->pages_total,
 		       a->opts.verify ? "the image verified first" : "checksums not read", s);
 	else
 		printf("%s: restored %u block%s, %llu of %llu pages read (%s%s), %.2f s, %s/s\n",
-		       a->image, r->nblocks, r->nblocks == 1 ? "" : "s",
+		       image, r->nblocks, r->nblocks == 1 ? "" : "s",
 		       (unsigned long long)r->pages_read, (unsigned long long)r->pages_total, bytes,
 		       a->opts.verify ? ", verified" : "", s, rate);
 	for (uint32_t b = 0; r->blocks && b < r->nblocks; b++)
-		printf("  %s -> %s%s\n", r->blocks[b].name, r->blocks[b].path,
+		printf("  %s -> %s%s\n", cli_visible(name, sizeof(name), r->blocks[b].name),
+		       cli_visible(path, sizeof(path), r->blocks[b].path),
 		       r->blocks[b].created ? " (created)" : "");
 	if (a->qemu)
 		printf("%s: device state: %llu bytes loaded into %s (pid %d); the guest %s\n",
-		       a->image, (unsigned long long)r->devstate_bytes, mrs_qemu_producer(a->qemu),
+		       image, (unsigned long long)r->devstate_bytes,
+		       cli_visible(path, sizeof(path), mrs_qemu_producer(a->qemu)),
 		       mrs_qemu_pid(a->qemu), a->resumed ? "runs" : "is left paused (--paused)");
 }
 

@@ -434,12 +434,19 @@ static void print_summary(const struct args *a, const struct mrs_save_report *r)
 	else if (a->nfreezers && !a->opts.leave_frozen && !(a->qemu && guest_left_paused(a)))
 		printf("%s: guest frozen for %.1f ms\n", a->image,
 		       cli_seconds(r->downtime_ns) * 1e3);
-	if (a->opts.devstate)
+	if (a->opts.devstate) {
+		/* QEMU's own words: shown, never raw (cli_visible). */
+		char producer[CLI_VISIBLE(64)], machine[CLI_VISIBLE(64)];
+
 		printf("%s: device state: %llu bytes from %s%s%s, %.1f ms\n", a->image,
-		       (unsigned long long)r->devstate_bytes, a->devstate.producer,
+		       (unsigned long long)r->devstate_bytes,
+		       cli_visible(producer, sizeof(producer), a->devstate.producer),
 		       a->devstate.machine ? ", machine " : "",
-		       a->devstate.machine ? a->devstate.machine : "",
+		       a->devstate.machine
+			   ? cli_visible(machine, sizeof(machine), a->devstate.machine)
+			   : "",
 		       cli_seconds(r->devstate_ns) * 1e3);
+	}
 	if (a->qemu && mrs_qemu_paused_before(a->qemu))
 		printf("%s: the guest was paused before mrsnap came and is left paused (QMP "
 		       "'cont' resumes it)\n",
@@ -498,7 +505,7 @@ static int run(struct args *a)
 		const char *notice = base_notice(a, &report, buf, sizeof(buf));
 
 		if (notice)
-			fprintf(stderr, "mrsnap: notice: %s\n", notice);
+			cli_error("notice: %s", notice);
 	}
 	if (a->c.json)
 		print_json(a, &report, NULL);

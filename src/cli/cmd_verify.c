@@ -79,6 +79,7 @@ static void print_bad_pages(const char *image, const struct mrs_verify_report *r
 static void describe_mismatch(char *buf, size_t len, const char *image,
 			      const struct mrs_verify_report *r)
 {
+	/* buf is printed by cli_error(), which shows IMAGE with cli_visible(). */
 	if (r->devstate_bad && !r->pages_bad)
 		snprintf(buf, len, "%s: the device state (%llu bytes) did NOT match its checksum",
 			 image, (unsigned long long)r->devstate_bytes);
@@ -88,9 +89,11 @@ static void describe_mismatch(char *buf, size_t len, const char *image,
 			 r->devstate_bad ? ", and neither did the device state" : "");
 }
 
-static void print_ok(const char *image, const struct mrs_verify_report *r)
+static void print_ok(const char *path, const struct mrs_verify_report *r)
 {
-	char len[32];
+	char len[32], image[CLI_VISIBLE(4096)];
+
+	cli_visible(image, sizeof(image), path);
 
 	if (!r->devstate_bytes) {
 		printf("%s: OK, %llu pages match their checksums\n", image,

@@ -11,24 +11,26 @@
 
 void cli_error(const char *fmt, ...)
 {
+	char msg[2048], shown[CLI_VISIBLE(sizeof(msg))];
 	va_list ap;
 
-	fputs("mrsnap: ", stderr);
+	/* Messages quote paths and names an image recorded: never raw. */
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "mrsnap: %s\n", cli_visible(shown, sizeof(shown), msg));
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], shown[CLI_VISIBLE(sizeof(msg))];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "mrsnap%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "", msg);
+	fprintf(stderr, "mrsnap%s%s: %s\n", cmd ? " " : "", cmd ? cmd : "",
+		cli_visible(shown, sizeof(shown), msg));
 	fprintf(stderr, "Try 'mrsnap%s%s --help' for more information.\n", cmd ? " " : "",
 		cmd ? cmd : "");
 	cli_json_failure(msg, 0, EXIT_USAGE);
@@ -66,8 +68,8 @@ static int fail_exit(const struct mrs_error *err)
 	switch (err->code) {
 	case -MRS_EUSAGE: /* the library's word for a mistake in what it was asked */
 		return EXIT_USAGE;
-	case -EPROTO:  /* damaged or incomplete image */
-	case -EBADMSG: /* a page did not match its checksum */
+	case -EPROTO:	       /* damaged or incomplete image */
+	case -EBADMSG:	       /* a page did not match its checksum */
 	case -EPROTONOSUPPORT: /* a format version this mrsnap does not read */
 		return EXIT_DAMAGED;
 	/* -ENOTSUP (the same as -EOPNOTSUPP on Linux) is an operation the

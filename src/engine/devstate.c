@@ -355,6 +355,22 @@ static int send_region(int sock, int fd, const struct mrs_device_rec *rec, struc
 	return ret;
 }
 
+/*
+ * The VMM stopped reading (err says after how many bytes): why is its to
+ * say (QEMU exited, its reason on its standard error), so finish is asked,
+ * and its word goes first. The error stays -EPIPE.
+ */
+static int vmm_hung_up(const struct mrs_devstate_sink *sink, uint64_t sent, struct mrs_error *err)
+{
+	struct mrs_error cerr = {0};
+	char stopped[256];
+
+	if (!sink->finish(sink->ctx, sent, &cerr) || !cerr.msg[0] || !err)
+		return -EPIPE;
+	snprintf(stopped, sizeof(stopped), "%.200s", err->msg);
+	return mrs_err(err, -EPIPE, "%.700s (%s)", cerr.msg, stopped);
+}
+
 int mrs_devstate_load(const struct mrs_devstate_sink *sink, int fd,
 		      const struct mrs_device_rec *rec, const struct mrs_io_opts *io,
 		      struct mrs_error *err)
@@ -374,6 +390,8 @@ int mrs_devstate_load(const struct mrs_devstate_sink *sink, int fd,
 	}
 	pump_init(&p, io, "sending", rec->length);
 	ret = send_region(sv[0], fd, rec, &p, err);
+	if (ret == -EPIPE)
+		ret = vmm_hung_up(sink, p.done, err);
 	/* Open until finish: the VMM may still be reading what was sent. */
 	if (!ret) {
 		ret = sink->finish(sink->ctx, rec->length, &cerr);

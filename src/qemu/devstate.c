@@ -102,22 +102,32 @@ static int failed(struct mrs_qemu *q, const char *what, const char *status, stru
 }
 
 /*
- * x-ignore-shared leaves a block out of the stream only if QEMU counts it
- * as shared; newer releases do not for memfd backends. Then the RAM went
- * through QEMU's stream too, and the user should know (mrs_qemu_warning()).
+ * x-ignore-shared leaves a shared block out of the stream, but newer QEMUs
+ * count only a memory-backend-file with a mem-path as shared: a memfd
+ * backend's RAM then goes through QEMU's stream too (the image is right but
+ * holds it twice), and the user should know (mrs_qemu_warning()).
+ *
+ * query-migrate's ram.total counts only the blocks QEMU did not leave out:
+ * those never shared (video RAM, ROMs) always, and the backends at risk
+ * (those without a mem-path) if they went in. So the warning needs total
+ * to reach the at-risk backends' size: a large video RAM next to a small
+ * file-backed pc.ram is no sign (a file backend is always left out), nor
+ * is the size of the device state. Where the non-shared RAM alone is as
+ * large as the memfd backends, the two cannot be told apart from
+ * query-migrate, and the warning errs on the side of saying it.
  */
 static void check_ram_left_out(struct mrs_qemu *q, uint64_t bytes)
 {
 	json_t *info = query_migrate(q);
 	json_t *total = json_object_get(json_object_get(info, "ram"), "total");
-	uint64_t smallest = UINT64_MAX, in_stream = 0;
+	uint64_t at_risk = 0, in_stream = 0;
 
 	for (unsigned i = 0; i < q->nbackends; i++)
-		if (q->backends[i].size < smallest)
-			smallest = q->backends[i].size;
+		if (!q->backends[i].mem_path)
+			at_risk += q->backends[i].size;
 	if (json_is_integer(total) && json_integer_value(total) > 0)
 		in_stream = (uint64_t)json_integer_value(total);
-	if (in_stream >= smallest || bytes >= smallest)
+	if (at_risk && in_stream >= at_risk)
 		mrs_qemu_add_warning(
 		    q,
 		    "%s put guest RAM into its own migration stream although x-ignore-shared "

@@ -673,13 +673,42 @@ static void test_sink_hangs_up(void **state)
 	assert_int_equal(mrs_restore(f->image, &f->to_target, 1, &ro, NULL, &err), -EPIPE);
 	assert_msg_has(&err, "the VMM stopped reading the device state after");
 	assert_msg_has(&err, "the RAM targets were written, the device state was not loaded");
-	assert_int_equal(f->vmm.finishes, 0);
+	/* Asked why, with what it got; a VMM with nothing to say leaves the message. */
+	assert_int_equal(f->vmm.finishes, 1);
+	assert_true(f->vmm.finish_bytes < STATE_BYTES);
 	a = read_all(f->ram, &alen);
 	b = read_all(f->target, &blen);
 	assert_int_equal(alen, blen);
 	assert_memory_equal(a, b, alen);
 	free(a);
 	free(b);
+}
+
+/*
+ * A VMM that stops reading and can say why (QEMU exited: "its reason is on
+ * its standard error"): its word leads the message, then how far the
+ * sending came; the code stays -EPIPE. Catches a restore that does not ask
+ * the sink's finish after a hang-up, or drops what it said.
+ */
+static void test_sink_hangs_up_and_says_why(void **state)
+{
+	struct fix *f = *state;
+	struct mrs_devstate_sink sink;
+	struct mrs_restore_opts ro;
+	struct mrs_error err = {0};
+
+	if (!mrs_test_have_io_uring())
+		skip();
+	save_with_state(f, 0);
+	f->vmm = (struct vmm){.fd = -1, .hang_up = true, .finish_ret = -EIO};
+	sink = sink_for(&f->vmm);
+	ro = restore_opts(f, &sink);
+	assert_int_equal(mrs_restore(f->image, &f->to_target, 1, &ro, NULL, &err), -EPIPE);
+	assert_msg_has(&err, "the fake VMM says the transfer failed (the VMM stopped reading "
+			     "the device state after");
+	assert_true(strstr(err.msg, "the fake VMM says") < strstr(err.msg, "stopped reading"));
+	assert_msg_has(&err, "the RAM targets were written, the device state was not loaded");
+	assert_int_equal(f->vmm.finishes, 1);
 }
 
 /*
@@ -819,6 +848,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_source_sends_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sink_hangs_up, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sink_hangs_up_and_says_why, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_region_overlap_rejected, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_structs_by_size, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_region_changed_while_sent, setup, teardown),
