@@ -742,7 +742,8 @@ int mrs_qemu_ram(struct mrs_qemu *q, const struct mrs_ram *given, unsigned ngive
  * Every block's path leads to a file the QEMU process maps (same device
  * and inode as a mapping in /proc/PID/maps), so that a --ram override is
  * QEMU's RAM and not a file of that name elsewhere: call it on what
- * mrs_qemu_ram() returned, before mrs_save or mrs_restore touches anything.
+ * mrs_qemu_ram() returned, before mrs_save touches anything (a restore's
+ * mrs_qemu_incoming() checks its targets the same way itself).
  * Refused (-MRS_EUSAGE) naming the block, its path and what QEMU has for it.
  */
 int mrs_qemu_check_mapped(struct mrs_qemu *q, const struct mrs_ram *ram, unsigned nram,

@@ -162,10 +162,9 @@ static int connect_qemu(struct args *a, struct mrs_error *err)
 		ret = mrs_image_info(a->image, &info, err);
 	if (!ret)
 		ret = mrs_qemu_ram(a->qemu, a->ram, a->nram, &a->targets, &a->ntargets, err);
+	/* Also checks that QEMU maps every target (its backends' files). */
 	if (!ret)
 		ret = mrs_qemu_incoming(a->qemu, info, a->targets, a->ntargets, &a->sink, err);
-	if (!ret)
-		ret = mrs_qemu_check_mapped(a->qemu, a->targets, a->ntargets, err);
 	if (!ret) {
 		a->opts.devstate = &a->sink;
 		a->opts.vmm_pid = mrs_qemu_pid(a->qemu);
